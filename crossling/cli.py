@@ -1,0 +1,84 @@
+"""The `crossling` command: a thin layer over the Python API.
+
+Each subcommand lives in `crossling/commands/<name>.py` and exposes
+``register(subparsers) -> argparse.ArgumentParser``; the parser's default ``func(args) -> int``
+does the work. Command modules import torch & co. inside ``func`` so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from crossling import __version__
+from crossling.errors import CrosslingError
+
+# name -> (module under crossling.commands or None if not built yet, one-line help, issue number)
+COMMANDS: dict[str, tuple[str | None, str, int]] = {
+    "vocab": (None, "search the vocabulary size (ALP) and train a target-language tokenizer", 3),
+    "init": (None, "initialise new-vocabulary embeddings (lexical overlap + semantic alignment)", 3),
+    "adapt": (None, "build a LanguagePack: vocabulary, embeddings, language adapter (MLM + KL)", 4),
+    "train-task": (None, "train a task adapter on a source language (optionally adversarial)", 5),
+    "harmony": (None, "compute harmony weights of source languages for a target", 6),
+    "predict": (None, "predict for a target language with multi-source inference", 6),
+    "evaluate": (None, "evaluate a task adapter on labelled data (offline metrics)", 5),
+    "distill": (None, "distil a compact UniBERT-style multilingual student", 7),
+    "bench": (None, "run speed and quality benchmarks", 9),
+    "recipe": (None, "run a YAML recipe that reproduces a paper table", 9),
+    "data": (None, "inspect and clean corpora and labelled files (readers, cleaning report)", 2),
+}
+
+
+def _not_built(name: str, issue: int):
+    def run(args: argparse.Namespace) -> int:
+        print(
+            f"crossling {name}: not built yet in crossling {__version__} (tracked as issue #{issue}); "
+            "nothing was run.",
+            file=sys.stderr,
+        )
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossling",
+        description=(
+            "Bring a pretrained multilingual encoder to a language it serves badly, and carry task "
+            "knowledge to that language from several source languages."
+        ),
+        epilog="Run `crossling COMMAND --help` for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"crossling {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text, issue) in COMMANDS.items():
+        if module is None:
+            p = sub.add_parser(name, help=f"{help_text} [not built yet]", description=help_text)
+            p.set_defaults(func=_not_built(name, issue))
+        else:
+            importlib.import_module(f"crossling.commands.{module}").register(sub, name, help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CrosslingError as err:
+        print(f"crossling {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"crossling {args.command}: interrupted", file=sys.stderr)
+        return 130
