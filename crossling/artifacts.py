@@ -222,6 +222,9 @@ class LanguagePack:
     reports: dict[str, Any] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=library_versions)
     created: str = dataclasses.field(default_factory=_now)
+    # where to load the base model from when it is not the recorded name_or_path (e.g. moved files)
+    base_source: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    _loaded: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     FORMAT = "crossling.LanguagePack"
 
@@ -302,7 +305,11 @@ class LanguagePack:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], *, base: Any | None = None) -> LanguagePack:
-        """Load a pack's metadata; with `base` (a loaded model), refuse a pack built on another base."""
+        """Load a pack's metadata (the model loads on first use of `.model`, `.tokenizer` or `.encode`).
+
+        `base` is a path/name to load the base model from instead of the recorded one, or an already
+        loaded model; either way a pack built on another base model is refused, naming both.
+        """
         path = Path(path).absolute()
         meta = _read_metadata(path, cls.FORMAT)
         if meta.get("vocabulary") == "new":
@@ -317,9 +324,38 @@ class LanguagePack:
             versions=meta.get("versions", {}),
             created=meta.get("created", ""),
         )
-        if base is not None:
+        if isinstance(base, (str, os.PathLike)):
+            pack.base_source = str(base)
+        elif base is not None:
             pack.base.check_matches(BaseModelIdentity.of(base), f"LanguagePack {path}")
         return pack
+
+    def load_model(self, base: str | os.PathLike[str] | None = None) -> Any:
+        """Tokenizer + masked-LM model with this pack's vocabulary and language adapter active.
+
+        `base` defaults to the base model recorded in the pack; a different base is refused. Returns a
+        `crossling.language.AdaptableModel` (`.model`, `.tokenizer`), cached on the pack.
+        """
+        if self._loaded is None or base is not None:
+            from crossling.language import load_pack_model
+
+            self._loaded = load_pack_model(self, base if base is not None else self.base_source)
+        return self._loaded
+
+    @property
+    def model(self) -> Any:
+        return self.load_model().model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.load_model().tokenizer
+
+    def encode(self, sentences: list[str], *, batch_size: int = 32, max_length: int = 128) -> Any:
+        """Mean-pooled final hidden states of `sentences` with the language adapter active: [n, hidden]."""
+        from crossling.language import encode
+
+        loaded = self.load_model()
+        return encode(loaded.model, loaded.tokenizer, sentences, batch_size=batch_size, max_length=max_length)
 
     def load_tokenizer(self, base_tokenizer: Any | None = None) -> Any:
         """The pack's own tokenizer, or `base_tokenizer` for a pack that keeps the base vocabulary."""

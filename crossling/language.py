@@ -1,0 +1,538 @@
+"""Language adaptation (UniBridge section 2.3, MAD-X): an invertible + bottleneck language adapter
+trained with masked language modelling plus a KL term that keeps the adapted representations close
+to the base model's.
+
+The KL term, made precise (DESIGN.md point 3): for every non-pad token, with hidden states h from the
+final layer, KL( softmax(h_ref / tau) || softmax(h_adapted / tau) ) over the hidden dimension, averaged
+over tokens. h_adapted comes from the training forward pass (language adapter active); h_ref from the
+same input through the same model with the adapters switched off, under `no_grad`. Both passes use the
+pack's own (new) embeddings, so the reference never sees ids from another vocabulary — the reference
+implementation fed new-vocabulary ids to the old-vocabulary model and negated a misused `kl_div`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from crossling.config import LanguageAdapterConfig
+from crossling.errors import ArtifactError, CrosslingError
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- loss
+def hidden_state_kl(
+    reference: torch.Tensor, adapted: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean over non-pad tokens of KL(softmax(reference/T) || softmax(adapted/T)) over the hidden dim.
+
+    `reference` and `adapted` are [batch, length, hidden]; `attention_mask` is [batch, length] with 1
+    for real tokens. Returns a scalar (0 when there is no real token).
+    """
+    log_p_ref = F.log_softmax(reference.float() / temperature, dim=-1)
+    log_p_ada = F.log_softmax(adapted.float() / temperature, dim=-1)
+    per_token = (log_p_ref.exp() * (log_p_ref - log_p_ada)).sum(-1)
+    mask = attention_mask.to(per_token.dtype)
+    return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+# ---------------------------------------------------------------------- model assembly
+@dataclass
+class AdaptableModel:
+    """A masked-LM model with adapter support, plus what we learnt while assembling it."""
+
+    model: Any  # a transformers *ForMaskedLM with `adapters` initialised
+    tokenizer: Any
+    adapter_name: str
+    fresh_mlm_head: bool  # True when the base had no MLM head and one was created
+    base_identity: Any  # crossling.artifacts.BaseModelIdentity of the base, before any surgery
+
+
+def _load_mlm_model(base: str | Path) -> tuple[Any, bool]:
+    """Load `base` as a masked LM; report whether the MLM head had to be created (e.g. e5-small)."""
+    from transformers import AutoModelForMaskedLM
+
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(str(base), output_loading_info=True)
+    except (OSError, ValueError) as err:
+        raise CrosslingError(f"cannot load base model {base!r}: {err}") from None
+    missing = info.get("missing_keys", [])
+    head_missing = any(
+        ("lm_head" in k or k.startswith("cls.")) and not k.endswith("decoder.weight") for k in missing
+    )
+    return model, head_missing
+
+
+def build_adaptable_model(
+    base: str | Path,
+    language: str,
+    config: LanguageAdapterConfig | None = None,
+    *,
+    tokenizer: Any | None = None,
+    embeddings: torch.Tensor | None = None,
+    adapter_dir: str | Path | None = None,
+    mlm_head_state: dict[str, torch.Tensor] | None = None,
+) -> AdaptableModel:
+    """Assemble base model + (new embeddings) + language adapter named `language`.
+
+    With `embeddings` and `tokenizer` the vocabulary is replaced (rows = tokenizer size); the MLM decoder
+    stays tied to the input embeddings, and its bias is resized with them. `adapter_dir` loads a saved
+    adapter instead of adding a fresh one.
+    """
+    import adapters
+    from adapters import SeqBnConfig, SeqBnInvConfig
+    from transformers import AutoTokenizer
+
+    from crossling.artifacts import BaseModelIdentity
+
+    config = config or LanguageAdapterConfig()
+    model, fresh_head = _load_mlm_model(base)
+    identity = BaseModelIdentity.of(model)
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+    if embeddings is not None:
+        if embeddings.shape[1] != model.config.hidden_size:
+            raise CrosslingError(
+                f"embeddings have width {embeddings.shape[1]} but the base model's hidden size is "
+                f"{model.config.hidden_size}"
+            )
+        model.resize_token_embeddings(embeddings.shape[0])
+        with torch.no_grad():
+            model.get_input_embeddings().weight.copy_(embeddings)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.config.bos_token_id = tokenizer.bos_token_id or tokenizer.cls_token_id
+        model.config.eos_token_id = tokenizer.eos_token_id or tokenizer.sep_token_id
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        raise CrosslingError(
+            f"tokenizer has {len(tokenizer)} tokens but the model only "
+            f"{model.get_input_embeddings().num_embeddings} embeddings: pass the embeddings of this tokenizer"
+        )
+    model.tie_weights()
+    if mlm_head_state:
+        _mlm_head(model).load_state_dict(mlm_head_state, strict=False)
+        fresh_head = False
+
+    adapters.init(model)
+    if adapter_dir is not None:
+        name = model.load_adapter(str(adapter_dir), load_as=language, set_active=True)
+        if name != language:  # pragma: no cover - adapters returns load_as
+            raise ArtifactError(f"adapter in {adapter_dir} loaded as {name!r}, expected {language!r}")
+    else:
+        adapter_cls = SeqBnInvConfig if config.invertible else SeqBnConfig
+        adapter_config = adapter_cls(
+            reduction_factor=config.reduction_factor, leave_out=list(config.leave_out)
+        )
+        model.add_adapter(language, config=adapter_config)
+    model.set_active_adapters(language)
+    _apply_inverse_before_mlm_head(model)
+    return AdaptableModel(
+        model=model,
+        tokenizer=tokenizer,
+        adapter_name=language,
+        fresh_mlm_head=fresh_head,
+        base_identity=identity,
+    )
+
+
+def _apply_inverse_before_mlm_head(model: Any) -> None:
+    """MAD-X: the invertible adapter's inverse runs on the last hidden states before the MLM head.
+
+    `adapters` does this for its own flexible LM heads, but not for the static Hugging Face
+    `*ForMaskedLM` heads we train with; without it the invertible adapter is only half of itself.
+    With adapters switched off the inverse is the identity, so the hook is harmless then.
+    """
+    base = model.base_model
+    if getattr(model, "_crossling_inverse_hook", None) is not None or not hasattr(
+        base, "invertible_adapters_forward"
+    ):
+        return
+
+    def inverse(_module: torch.nn.Module, args: tuple) -> tuple:
+        return (base.invertible_adapters_forward(args[0], rev=True), *args[1:])
+
+    model._crossling_inverse_hook = _mlm_head(model).register_forward_pre_hook(inverse)
+
+
+def _mlm_head(model: Any) -> torch.nn.Module:
+    for name in ("lm_head", "cls"):
+        if hasattr(model, name):
+            return getattr(model, name)
+    raise CrosslingError(f"{type(model).__name__} has no MLM head that crossling knows how to train")
+
+
+def mlm_head_state(model: Any) -> dict[str, torch.Tensor]:
+    """The MLM head's own parameters (transform + bias), without the decoder tied to the embeddings."""
+    return {
+        k: v.detach().clone()
+        for k, v in _mlm_head(model).state_dict().items()
+        if not k.endswith("decoder.weight")
+    }
+
+
+def freeze_for_language_training(adaptable: AdaptableModel, config: LanguageAdapterConfig) -> list[str]:
+    """Freeze the base; leave the adapter, the embeddings (if configured) and the MLM head's bias (or
+    the whole head when it is new) trainable. Returns the names of trainable parameters."""
+    model = adaptable.model
+    model.train_adapter(adaptable.adapter_name, train_embeddings=config.train_embeddings)
+    vocab_size = model.get_input_embeddings().num_embeddings
+    for name, param in _mlm_head(model).named_parameters():
+        if name.endswith("decoder.weight"):
+            continue  # tied to the input embeddings
+        vocab_sized = param.dim() == 1 and param.shape[0] == vocab_size
+        # A fresh head is trained whole; an existing one only gets its output bias trained, and only
+        # when the embeddings (the vocabulary) are trained too.
+        param.requires_grad = adaptable.fresh_mlm_head or (vocab_sized and config.train_embeddings)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: Any):
+    """Run the model as the base encoder (no adapter, invertible adapter included), then restore."""
+    active = model.active_adapters
+    model.set_active_adapters(None)
+    try:
+        yield
+    finally:
+        model.set_active_adapters(active)
+
+
+def mlm_kl_loss(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    kl_weight: float,
+    temperature: float,
+    *,
+    base: Any | None = None,
+) -> tuple[torch.Tensor, Any, dict[str, float]]:
+    """MLM loss + kl_weight * hidden-state KL for one batch: (loss, model outputs, {"mlm", "kl"}).
+
+    `model` may be a DDP wrapper (the student pass must go through it for gradient sync); `base` is the
+    unwrapped model, used for the reference pass with adapters switched off.
+    """
+    base = base if base is not None else model
+    outputs = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        labels=batch["labels"],
+        output_hidden_states=kl_weight > 0,
+    )
+    loss = outputs.loss
+    parts = {"mlm": float(loss.detach())}
+    if kl_weight > 0:
+        with torch.no_grad(), adapters_disabled(base):
+            reference = base.base_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+        kl = hidden_state_kl(reference, outputs.hidden_states[-1], batch["attention_mask"], temperature)
+        parts["kl"] = float(kl.detach())
+        loss = loss + kl_weight * kl
+    return loss, outputs, parts
+
+
+def evaluate_mlm(
+    model: Any,
+    tokenizer: Any,
+    lines: list[str],
+    *,
+    mlm_probability: float = 0.15,
+    batch_size: int = 16,
+    max_length: int = 128,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Held-out masked-LM loss and perplexity with a fixed random masking (comparable across models)."""
+    from transformers import DataCollatorForLanguageModeling
+
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability)
+    model.eval()
+    total, count = 0.0, 0
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for start in range(0, len(lines), batch_size):
+            enc = tokenizer(lines[start : start + batch_size], truncation=True, max_length=max_length)
+            batch = collator([{"input_ids": ids} for ids in enc["input_ids"]])
+            n = int((batch["labels"] != -100).sum())
+            if n == 0:
+                continue
+            with torch.no_grad():
+                out = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    labels=batch["labels"],
+                )
+            total += float(out.loss) * n
+            count += n
+    finally:
+        torch.random.set_rng_state(generator_state)
+    loss = total / max(count, 1)
+    return {"mlm_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+
+
+def measure_kl(
+    model: Any,
+    tokenizer: Any,
+    lines: list[str],
+    *,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+    max_length: int = 128,
+) -> float:
+    """Mean hidden-state KL(reference || adapted) on unmasked `lines`."""
+    model.eval()
+    total, batches = 0.0, 0
+    for start in range(0, len(lines), batch_size):
+        enc = tokenizer(
+            lines[start : start + batch_size],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        with torch.no_grad():
+            adapted = model.base_model(**enc).last_hidden_state
+            with adapters_disabled(model):
+                reference = model.base_model(**enc).last_hidden_state
+        total += float(hidden_state_kl(reference, adapted, enc["attention_mask"], temperature))
+        batches += 1
+    return total / max(batches, 1)
+
+
+class Throughput:
+    """Running count of real (non-pad) tokens per second, for the progress bar."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.tokens = 0
+
+    def add(self, attention_mask: torch.Tensor) -> None:
+        self.tokens += int(attention_mask.sum())
+
+    @property
+    def per_second(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+# ---------------------------------------------------------------------- training
+def _last_checkpoint(directory: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+
+
+def train_language_adapter(
+    adaptable: AdaptableModel,
+    lines: list[str],
+    config: LanguageAdapterConfig,
+    training: Any,
+    work_dir: str | Path,
+    *,
+    resume: bool = False,
+    eval_lines: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the language adapter (and embeddings) on `lines` with MLM + beta * KL.
+
+    Checkpoints go to `work_dir/checkpoints` every `training.save_steps` steps; with `resume=True` the
+    last one is picked up (model, optimiser, scheduler, RNG and data order). Runs under
+    `transformers.Trainer`, so `torchrun --nproc_per_node N` gives data-parallel training. Returns a
+    summary: steps, losses, tokens/s, held-out perplexity and KL when `eval_lines` is given.
+    """
+    from transformers import DataCollatorForLanguageModeling, TrainingArguments
+
+    if not lines:
+        raise CrosslingError("the training corpus is empty after cleaning")
+    work_dir = Path(work_dir)
+    checkpoints = work_dir / "checkpoints"
+    last = _last_checkpoint(checkpoints) if resume else None
+    if resume and last is None:
+        logger.warning("--resume: no checkpoint in %s, starting from scratch", checkpoints)
+
+    trainable = freeze_for_language_training(adaptable, config)
+    tokenizer, model = adaptable.tokenizer, adaptable.model
+    encoded = tokenizer(lines, truncation=True, max_length=training.max_length)["input_ids"]
+    dataset = [{"input_ids": ids} for ids in encoded if len(ids) > 2]
+    if not dataset:
+        raise CrosslingError("no training sentence has any token besides the special ones")
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
+
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        learning_rate=training.learning_rate,
+        weight_decay=training.weight_decay,
+        warmup_ratio=training.warmup_ratio,
+        max_grad_norm=training.max_grad_norm,
+        max_steps=training.max_steps,
+        num_train_epochs=training.epochs,
+        save_steps=training.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, min(50, training.save_steps)),
+        seed=training.seed,
+        data_seed=training.seed,
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        save_safetensors=True,
+        ddp_find_unused_parameters=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        kl_weight=config.kl_weight,
+        temperature=config.kl_temperature,
+    )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "steps": int(result.global_step),
+        "train_loss": float(result.training_loss),
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(trainer.throughput.per_second, 1),
+        "resumed_from": Path(last).name if last else None,
+        "trainable_parameters": int(
+            sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
+        ),
+        "history": [
+            {k: v for k, v in entry.items() if k in ("step", "loss", "mlm", "kl", "tokens_per_s")}
+            for entry in trainer.state.log_history
+            if "loss" in entry
+        ],
+    }
+    if eval_lines:
+        summary["eval"] = evaluate_mlm(model, tokenizer, eval_lines, max_length=training.max_length)
+        summary["eval"]["kl"] = measure_kl(
+            model, tokenizer, eval_lines, temperature=config.kl_temperature, max_length=training.max_length
+        )
+    model.train(False)
+    return summary
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class MlmKlTrainer(Trainer):
+        """`Trainer` whose loss is MLM + beta * KL, with both parts and tokens/s in the logs."""
+
+        def __init__(self, *args: Any, kl_weight: float, temperature: float, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.kl_weight, self.temperature = kl_weight, temperature
+            self.throughput = Throughput()
+            self._parts: dict[str, list[float]] = {}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs, parts = mlm_kl_loss(
+                model, inputs, self.kl_weight, self.temperature, base=self.accelerator.unwrap_model(model)
+            )
+            for key, value in parts.items():
+                self._parts.setdefault(key, []).append(value)
+            if not torch.isfinite(loss):
+                last = _last_checkpoint(Path(self.args.output_dir))
+                raise CrosslingError(
+                    f"training diverged (loss {float(loss)}) at step {self.state.global_step}; "
+                    f"last good checkpoint: {last or 'none yet'}. Lower the learning rate and --resume."
+                )
+            self.throughput.add(inputs["attention_mask"])
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if "loss" in logs:
+                for key, values in self._parts.items():
+                    if values:
+                        logs[key] = round(sum(values) / len(values), 4)
+                self._parts = {}
+                logs["tokens_per_s"] = round(self.throughput.per_second, 1)
+            super().log(logs, start_time)
+
+    return MlmKlTrainer
+
+
+# ---------------------------------------------------------------------- packs
+def save_language_pack(
+    adaptable: AdaptableModel,
+    out: str | Path,
+    *,
+    language: str,
+    new_vocabulary: bool,
+    reports: dict[str, Any] | None = None,
+) -> Any:
+    """Write `adaptable` as a LanguagePack directory (atomically); returns the LanguagePack."""
+    from crossling.artifacts import LanguagePack
+
+    model = adaptable.model
+    pack = LanguagePack(language=language, base=adaptable.base_identity, reports=dict(reports or {}))
+    pack.reports.setdefault("mlm_head", "fresh (base had none)" if adaptable.fresh_mlm_head else "base")
+    pack.save_pretrained(
+        out,
+        tokenizer=adaptable.tokenizer if new_vocabulary else None,
+        embeddings=model.get_input_embeddings().weight if new_vocabulary else None,
+        mlm_head=mlm_head_state(model),
+        write_adapter=lambda d: model.save_adapter(str(d), adaptable.adapter_name),
+    )
+    return pack
+
+
+def load_pack_model(pack: Any, base: str | Path | None = None) -> AdaptableModel:
+    """Base model + the pack's vocabulary, embeddings, MLM head and language adapter (active)."""
+    from safetensors.torch import load_file
+
+    source = base if base is not None else pack.base.name_or_path
+    if not source:
+        raise ArtifactError(f"LanguagePack {pack.path} does not record its base model: pass base=")
+    if pack.adapter_dir is None:
+        raise ArtifactError(f"LanguagePack {pack.path} has no adapter/ directory")
+    head_file = pack.path / "mlm_head.safetensors"
+    tokenizer = pack.load_tokenizer() if pack.has_own_vocabulary else None
+    adaptable = build_adaptable_model(
+        source,
+        pack.language,
+        tokenizer=tokenizer,
+        embeddings=pack.load_embeddings(),
+        adapter_dir=pack.adapter_dir,
+        mlm_head_state=load_file(head_file) if head_file.is_file() else None,
+    )
+    pack.base.check_matches(adaptable.base_identity, f"LanguagePack {pack.path}")
+    adaptable.model.eval()
+    return adaptable
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average of the hidden states of real tokens: [batch, length, hidden] -> [batch, hidden]."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def encode(
+    model: Any, tokenizer: Any, sentences: list[str], *, batch_size: int = 32, max_length: int = 128
+) -> torch.Tensor:
+    """Mean-pooled final hidden states of `sentences` through `model`'s encoder: [n, hidden]."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(sentences), batch_size):
+        enc = tokenizer(
+            sentences[start : start + batch_size],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        with torch.no_grad():
+            hidden = model.base_model(**enc).last_hidden_state
+        chunks.append(mean_pool(hidden, enc["attention_mask"]))
+    if not chunks:
+        return torch.empty(0, model.config.hidden_size)
+    return torch.cat(chunks)

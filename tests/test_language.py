@@ -1,0 +1,144 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel
+
+from crossling.artifacts import LanguagePack
+from crossling.config import LanguageAdapterConfig, TrainingConfig
+from crossling.errors import ArtifactError
+from crossling.language import (
+    build_adaptable_model,
+    evaluate_mlm,
+    freeze_for_language_training,
+    hidden_state_kl,
+    load_pack_model,
+    mean_pool,
+    save_language_pack,
+    train_language_adapter,
+)
+from crossling.testing import tiny_corpus, tiny_xlmr
+
+TRAIN = tiny_corpus(400, "xx")
+HELD_OUT = tiny_corpus(60, "xx", seed=9)
+FAST = TrainingConfig(max_steps=40, batch_size=16, learning_rate=5e-3, save_steps=20)
+
+
+def test_kl_is_zero_for_identical_states_and_positive_otherwise():
+    torch.manual_seed(0)
+    h = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5)
+    assert float(hidden_state_kl(h, h, mask)) == pytest.approx(0.0, abs=1e-7)
+    assert float(hidden_state_kl(h, h + torch.randn_like(h), mask)) > 0
+
+
+def test_kl_matches_definition_and_ignores_padding():
+    torch.manual_seed(0)
+    ref, ada = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    # per-token KL(p_ref || p_ada) with torch's kl_div(input=log q, target=log p)
+    per_token = F.kl_div(
+        F.log_softmax(ada / 2, -1), F.log_softmax(ref / 2, -1), log_target=True, reduction="none"
+    )
+    expected = per_token.sum(-1)[mask.bool()].mean()
+    assert torch.allclose(hidden_state_kl(ref, ada, mask, temperature=2.0), expected, atol=1e-6)
+    garbage = ada.clone()
+    garbage[0, 3] = 1e4  # a pad position: must not matter
+    assert torch.allclose(hidden_state_kl(ref, garbage, mask, 2.0), expected, atol=1e-6)
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    assert torch.equal(mean_pool(hidden, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 2.0]]))
+
+
+def test_invertible_inverse_runs_before_the_mlm_head(tiny_xlmr_dir):
+    adaptable = build_adaptable_model(tiny_xlmr_dir, "xx")
+    model = adaptable.model
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "invertible" in name:
+                param.add_(torch.randn_like(param))
+    enc = adaptable.tokenizer(["Mama asoma kitabu."], return_tensors="pt")
+    seen = {}
+    model.lm_head.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        out = model(**enc, output_hidden_states=True)
+    inverse = model.base_model.invertible_adapters_forward(out.hidden_states[-1], rev=True)
+    assert torch.allclose(seen["x"], inverse) and not torch.allclose(seen["x"], out.hidden_states[-1])
+
+
+def test_only_adapter_embeddings_and_head_bias_are_trainable(tiny_xlmr_dir):
+    adaptable = build_adaptable_model(tiny_xlmr_dir, "xx")
+    trainable = freeze_for_language_training(adaptable, LanguageAdapterConfig())
+    others = [n for n in trainable if ".adapters." not in n and "invertible_adapters" not in n]
+    assert sorted(others) == ["lm_head.bias", "roberta.embeddings.word_embeddings.weight"]
+
+
+def test_base_without_mlm_head_gets_a_fresh_trainable_head(tmp_path, tiny_xlmr_dir):
+    AutoModel.from_pretrained(tiny_xlmr_dir).save_pretrained(tmp_path / "encoder-only")
+    for f in tiny_xlmr_dir.glob("*token*"):
+        (tmp_path / "encoder-only" / f.name).write_bytes(f.read_bytes())
+    adaptable = build_adaptable_model(tmp_path / "encoder-only", "xx")
+    assert adaptable.fresh_mlm_head
+    trainable = freeze_for_language_training(adaptable, LanguageAdapterConfig())
+    assert "lm_head.dense.weight" in trainable and "lm_head.layer_norm.weight" in trainable
+    model = adaptable.model
+    assert model.lm_head.decoder.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_xlmr_dir, tmp_path_factory):
+    """The same adapter trained with beta=0 and beta=1 (and the untrained model's held-out loss)."""
+    runs = {}
+    for beta in (0.0, 1.0):
+        config = LanguageAdapterConfig(kl_weight=beta)
+        adaptable = build_adaptable_model(tiny_xlmr_dir, "xx", config)
+        before = {n: p.detach().clone() for n, p in adaptable.model.named_parameters()}
+        initial = evaluate_mlm(adaptable.model, adaptable.tokenizer, HELD_OUT)
+        summary = train_language_adapter(
+            adaptable,
+            TRAIN,
+            config,
+            FAST,
+            tmp_path_factory.mktemp(f"work{beta}"),
+            eval_lines=HELD_OUT,
+            progress=False,
+        )
+        runs[beta] = (adaptable, before, initial, summary)
+    return runs
+
+
+def test_mlm_loss_falls(trained):
+    for _adaptable, _before, initial, summary in trained.values():
+        assert summary["steps"] == FAST.max_steps
+        assert summary["eval"]["mlm_loss"] < initial["mlm_loss"] - 0.5
+
+
+def test_kl_term_keeps_representations_closer(trained):
+    assert trained[1.0][3]["eval"]["kl"] < 0.5 * trained[0.0][3]["eval"]["kl"]
+    assert all("kl" in entry for entry in trained[1.0][3]["history"])
+
+
+def test_base_weights_are_byte_identical_after_training(trained):
+    adaptable, before, _initial, _summary = trained[1.0]
+    changed = {
+        n for n, p in adaptable.model.named_parameters() if n in before and not torch.equal(p, before[n])
+    }
+    base_changed = {n for n in changed if ".adapters." not in n and "invertible_adapters" not in n}
+    assert base_changed == {"roberta.embeddings.word_embeddings.weight", "lm_head.bias"}
+    assert any(".adapters." in n for n in changed) and any("invertible_adapters" in n for n in changed)
+
+
+def test_pack_round_trip_encodes_identically(trained, tmp_path, tiny_xlmr_dir):
+    adaptable = trained[1.0][0]
+    pack = save_language_pack(adaptable, tmp_path / "xx", language="xx", new_vocabulary=True)
+    sentences = HELD_OUT[:5]
+    from crossling.language import encode
+
+    expected = encode(adaptable.model, adaptable.tokenizer, sentences)
+    loaded = LanguagePack.from_pretrained(pack.path)
+    assert loaded.has_own_vocabulary and loaded.reports["mlm_head"] == "base"
+    assert torch.allclose(loaded.encode(sentences), expected, atol=1e-5)
+    other = tiny_xlmr(tmp_path / "other-base", seed=3)
+    with pytest.raises(ArtifactError, match="was built on base model"):
+        load_pack_model(loaded, other)
