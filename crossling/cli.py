@@ -20,7 +20,7 @@ from crossling.errors import CrosslingError
 COMMANDS: dict[str, tuple[str | None, str, int]] = {
     "vocab": (None, "search the vocabulary size (ALP) and train a target-language tokenizer", 3),
     "init": (None, "initialise new-vocabulary embeddings (lexical overlap + semantic alignment)", 3),
-    "adapt": (None, "build a LanguagePack: vocabulary, embeddings, language adapter (MLM + KL)", 4),
+    "adapt": ("adapt", "build a LanguagePack: vocabulary, embeddings, language adapter (MLM + KL)", 4),
     "train-task": (None, "train a task adapter on a source language (optionally adversarial)", 5),
     "harmony": (None, "compute harmony weights of source languages for a target", 6),
     "predict": (None, "predict for a target language with multi-source inference", 6),
@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str | None, str, int]] = {
     "distill": (None, "distil a compact UniBERT-style multilingual student", 7),
     "bench": (None, "run speed and quality benchmarks", 9),
     "recipe": (None, "run a YAML recipe that reproduces a paper table", 9),
-    "data": (None, "inspect and clean corpora and labelled files (readers, cleaning report)", 2),
+    "data": ("data", "inspect and clean corpora and labelled files (readers, cleaning report)", 2),
 }
 
 
@@ -68,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # our own progress messages at INFO; other libraries only when they warn (or with -v)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("crossling").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -95,6 +95,8 @@ def build_adaptable_model(
     from crossling.artifacts import BaseModelIdentity
 
     config = config or LanguageAdapterConfig()
+    if Path(base).is_dir():
+        base = Path(base).absolute()  # recorded in the pack, so it must not depend on the cwd
     model, fresh_head = _load_mlm_model(base)
     identity = BaseModelIdentity.of(model)
     if tokenizer is None:
@@ -123,7 +125,9 @@ def build_adaptable_model(
 
     adapters.init(model)
     if adapter_dir is not None:
-        name = model.load_adapter(str(adapter_dir), load_as=language, set_active=True)
+        name = model.load_adapter(
+            str(adapter_dir), load_as=language, set_active=True, use_safetensors=True, with_head=False
+        )
         if name != language:  # pragma: no cover - adapters returns load_as
             raise ArtifactError(f"adapter in {adapter_dir} loaded as {name!r}, expected {language!r}")
     else:
@@ -194,15 +198,30 @@ def freeze_for_language_training(adaptable: AdaptableModel, config: LanguageAdap
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
+class _NoActiveAdapterWarning(logging.Filter):
+    """Drop adapters' "none are activated" warning while `adapters_disabled` is in force."""
+
+    depth = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.depth and "none are activated" in record.getMessage())
+
+
+_NO_ACTIVE_FILTER = _NoActiveAdapterWarning()
+logging.getLogger("adapters.model_mixin").addFilter(_NO_ACTIVE_FILTER)
+
+
 @contextlib.contextmanager
 def adapters_disabled(model: Any):
     """Run the model as the base encoder (no adapter, invertible adapter included), then restore."""
     active = model.active_adapters
+    _NO_ACTIVE_FILTER.depth += 1  # adapters warns on every forward without an adapter: here that is the point
     model.set_active_adapters(None)
     try:
         yield
     finally:
         model.set_active_adapters(active)
+        _NO_ACTIVE_FILTER.depth -= 1
 
 
 def mlm_kl_loss(
@@ -226,6 +245,9 @@ def mlm_kl_loss(
         output_hidden_states=kl_weight > 0,
     )
     loss = outputs.loss
+    if not bool((batch["labels"] != -100).any()):
+        # a batch of short sentences can end up with no masked token; cross-entropy over nothing is NaN
+        loss = outputs.logits.sum() * 0.0
     parts = {"mlm": float(loss.detach())}
     if kl_weight > 0:
         with torch.no_grad(), adapters_disabled(base):
@@ -386,6 +408,8 @@ def train_language_adapter(
         save_safetensors=True,
         ddp_find_unused_parameters=False,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # without a GPU, say so: otherwise Trainer does not set up gloo DDP under torchrun
+        use_cpu=not torch.cuda.is_available(),
     )
     trainer = _trainer_class()(
         model=model,
@@ -443,7 +467,7 @@ def _trainer_class():
             if not torch.isfinite(loss):
                 last = _last_checkpoint(Path(self.args.output_dir))
                 raise CrosslingError(
-                    f"training diverged (loss {float(loss)}) at step {self.state.global_step}; "
+                    f"training diverged (loss {float(loss.detach())}) at step {self.state.global_step}; "
                     f"last good checkpoint: {last or 'none yet'}. Lower the learning rate and --resume."
                 )
             self.throughput.add(inputs["attention_mask"])
@@ -481,7 +505,10 @@ def save_language_pack(
         tokenizer=adaptable.tokenizer if new_vocabulary else None,
         embeddings=model.get_input_embeddings().weight if new_vocabulary else None,
         mlm_head=mlm_head_state(model),
-        write_adapter=lambda d: model.save_adapter(str(d), adaptable.adapter_name),
+        # safetensors, not adapters' default pickles; the MLM head is saved by the pack itself
+        write_adapter=lambda d: model.save_adapter(
+            str(d), adaptable.adapter_name, use_safetensors=True, with_head=False
+        ),
     )
     return pack
 

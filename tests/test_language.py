@@ -142,3 +142,13 @@ def test_pack_round_trip_encodes_identically(trained, tmp_path, tiny_xlmr_dir):
     other = tiny_xlmr(tmp_path / "other-base", seed=3)
     with pytest.raises(ArtifactError, match="was built on base model"):
         load_pack_model(loaded, other)
+
+
+def test_batch_without_masked_tokens_gives_a_finite_loss(tiny_xlmr_dir):
+    from crossling.language import mlm_kl_loss
+
+    adaptable = build_adaptable_model(tiny_xlmr_dir, "xx")
+    enc = adaptable.tokenizer(["Mama asoma."], return_tensors="pt")
+    batch = {**enc, "labels": torch.full_like(enc["input_ids"], -100)}
+    loss, _outputs, parts = mlm_kl_loss(adaptable.model, batch, kl_weight=1.0, temperature=1.0)
+    assert torch.isfinite(loss) and parts["mlm"] == 0.0

@@ -1,0 +1,143 @@
+"""`crossling adapt` end to end on the tiny model: CLI, resume after a kill, two processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crossling.artifacts import LanguagePack
+from crossling.cli import main
+from crossling.errors import CrosslingError
+
+SMOKE = ["--budget", "smoke", "--eval-lines", "20"]
+
+
+def _adapt_args(base: Path, corpus: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "adapt",
+        "--lang",
+        "xx",
+        "--base",
+        str(base),
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        *SMOKE,
+        *extra,
+    ]
+
+
+def test_adapt_keeping_the_base_vocabulary(tmp_path, tiny_xlmr_dir, toy_corpus, capsys):
+    out = tmp_path / "packs" / "xx"
+    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, out, "--vocab", "base", "--max-steps", "6")) == 0
+    assert "LanguagePack xx" in capsys.readouterr().out
+    pack = LanguagePack.from_pretrained(out)
+    assert not pack.has_own_vocabulary
+    assert pack.reports["training"]["steps"] == 6
+    assert pack.reports["corpus"]["cleaning"]["total"] == 200
+    assert pack.encode(["Mama asoma kitabu."]).shape == (1, 32)
+    assert (out / "adapter" / "adapter.safetensors").is_file()
+    assert not list(out.rglob("*.bin")), "artifacts must not contain pickles"
+
+
+def test_missing_corpus_offline_says_what_to_pass(tmp_path, tiny_xlmr_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    args = [
+        "adapt",
+        "--lang",
+        "xx",
+        "--base",
+        str(tiny_xlmr_dir),
+        "--out",
+        str(tmp_path / "p"),
+        "--vocab",
+        "base",
+    ]
+    assert main(args) == 1
+    assert "pass --corpus FILE" in capsys.readouterr().err
+
+
+def test_empty_corpus_is_a_clear_error(tmp_path, tiny_xlmr_dir):
+    from crossling.adapt import AdaptOptions, adapt
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(CrosslingError, match="empty|no lines|usable"):
+        adapt("xx", tiny_xlmr_dir, tmp_path / "p", AdaptOptions(corpus=empty, vocab="base"))
+    assert not (tmp_path / "p").exists()
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env
+
+
+def test_resume_after_kill_finishes_with_a_valid_pack(tmp_path, tiny_xlmr_dir, toy_corpus):
+    out = tmp_path / "xx"
+    args = _adapt_args(
+        tiny_xlmr_dir,
+        toy_corpus,
+        out,
+        "--vocab",
+        "base",
+        "--max-steps",
+        "400",
+        "--save-steps",
+        "10",
+        "--batch-size",
+        "4",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crossling", *args],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoints = tmp_path / "xx.work" / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "a killed run must not leave a pack behind"
+    done = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    assert done and done[-1] < 400
+
+    assert (
+        main([*args[:-4], "--max-steps", "400", "--save-steps", "10", "--batch-size", "4", "--resume"]) == 0
+    )
+    pack = LanguagePack.from_pretrained(out)
+    training = pack.reports["training"]
+    assert training["steps"] == 400
+    assert training["resumed_from"].startswith("checkpoint-")
+    assert int(training["resumed_from"].split("-")[1]) >= done[0]
+
+
+def test_torchrun_two_processes(tmp_path, tiny_xlmr_dir, toy_corpus):
+    out = tmp_path / "xx"
+    args = _adapt_args(tiny_xlmr_dir, toy_corpus, out, "--vocab", "base", "--max-steps", "4")
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+    ]
+    result = subprocess.run(
+        [*torchrun, "-m", "crossling", *args], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads((out / "crossling.json").read_text())
+    assert meta["reports"]["processes"] == 2 and meta["reports"]["training"]["steps"] == 4
+    assert result.stdout.count("LanguagePack xx") == 1  # only the main process reports
