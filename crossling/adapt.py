@@ -232,10 +232,14 @@ def _options_dict(options: AdaptOptions) -> dict[str, Any]:
 
 
 def _vocabulary(train: list[str], options: AdaptOptions, work: Path, reuse: bool) -> tuple[Any, dict]:
-    raise NotImplementedError
+    from crossling.errors import NotBuiltError
+
+    raise NotBuiltError("the vocabulary stage is not built yet: use --vocab base")
 
 
 def _embeddings(
     base: str | Path, tokenizer: Any, train: list[str], options: AdaptOptions, work: Path, reuse: bool
 ) -> tuple[Any, dict]:
-    raise NotImplementedError
+    from crossling.errors import NotBuiltError
+
+    raise NotBuiltError("the embedding stage is not built yet: use --vocab base")
