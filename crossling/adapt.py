@@ -232,14 +232,67 @@ def _options_dict(options: AdaptOptions) -> dict[str, Any]:
 
 
 def _vocabulary(train: list[str], options: AdaptOptions, work: Path, reuse: bool) -> tuple[Any, dict]:
-    from crossling.errors import NotBuiltError
+    """Stage 1: the given tokenizer, or an ALP search (or `fixed_size`) on the training lines."""
+    from crossling.embeddings import load_tokenizer
+    from crossling.vocab import save_vocabulary, search_vocab_size, train_fixed_size
 
-    raise NotBuiltError("the vocabulary stage is not built yet: use --vocab base")
+    if options.tokenizer is not None:
+        tokenizer = load_tokenizer(options.tokenizer, "--tokenizer")
+        return tokenizer, {"tokenizer": str(options.tokenizer), "tokenizer_size": len(tokenizer)}
+    directory = work / "tokenizer"
+    report_file = directory / "vocab_search.json"
+    if not (reuse and report_file.is_file()):
+        config = options.vocab_search
+        common = {"seed": config.seed, "character_coverage": config.character_coverage}
+        if config.fixed_size is not None:
+            result = train_fixed_size(train, config.fixed_size, **common)
+        else:
+            result = search_vocab_size(
+                train,
+                start=config.start,
+                step=config.step,
+                max_size=config.max_size,
+                epsilon=config.epsilon,
+                progress=options.progress,
+                **common,
+            )
+        save_vocabulary(result, directory, corpus="the cleaned training lines", overwrite=True)
+        logger.info("vocabulary: %d pieces (%s)", result.chosen_size, result.stop_reason)
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    return load_tokenizer(directory, "the searched tokenizer"), report
 
 
 def _embeddings(
     base: str | Path, tokenizer: Any, train: list[str], options: AdaptOptions, work: Path, reuse: bool
 ) -> tuple[Any, dict]:
-    from crossling.errors import NotBuiltError
+    """Stage 2: the given `crossling init` output, or `crossling.embeddings.initialize` on `train`."""
+    from crossling.embeddings import FastTextConfig, initialize, load_initialization, save_initialization
 
-    raise NotBuiltError("the embedding stage is not built yet: use --vocab base")
+    if options.embeddings is not None:
+        embeddings, report = load_initialization(options.embeddings)
+        source = str(options.embeddings)
+    else:
+        directory = work / "init"
+        if reuse and (directory / "init_report.json").is_file():
+            embeddings, report = load_initialization(directory)
+        else:
+            fasttext = FastTextConfig.load(None, dim=options.fasttext_dim, epochs=options.fasttext_epochs)
+            embeddings, report = initialize(
+                base,
+                tokenizer,
+                train,
+                method=options.init_method,
+                alignment=options.alignment,
+                seed=options.training.seed,
+                fasttext=fasttext,
+                progress=options.progress,
+            )
+            save_initialization(directory, embeddings, report)
+            logger.info("embeddings: %s", report.summary(one_line=True))
+        source = "initialize"
+    if embeddings.shape[0] != len(tokenizer):
+        raise CrosslingError(
+            f"the embeddings have {embeddings.shape[0]} rows but the tokenizer has {len(tokenizer)} "
+            "entries: pass the tokenizer the embeddings were initialised for (--tokenizer)"
+        )
+    return embeddings, {"source": source, **report.to_dict()}

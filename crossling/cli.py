@@ -18,8 +18,8 @@ from crossling.errors import CrosslingError
 
 # name -> (module under crossling.commands or None if not built yet, one-line help, issue number)
 COMMANDS: dict[str, tuple[str | None, str, int]] = {
-    "vocab": (None, "search the vocabulary size (ALP) and train a target-language tokenizer", 3),
-    "init": (None, "initialise new-vocabulary embeddings (lexical overlap + semantic alignment)", 3),
+    "vocab": ("vocab", "search the vocabulary size (ALP) and train a target-language tokenizer", 3),
+    "init": ("init", "initialise new-vocabulary embeddings (lexical overlap + semantic alignment)", 3),
     "adapt": ("adapt", "build a LanguagePack: vocabulary, embeddings, language adapter (MLM + KL)", 4),
     "train-task": (None, "train a task adapter on a source language (optionally adversarial)", 5),
     "harmony": (None, "compute harmony weights of source languages for a target", 6),
@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str | None, str, int]] = {
     "distill": (None, "distil a compact UniBERT-style multilingual student", 7),
     "bench": (None, "run speed and quality benchmarks", 9),
     "recipe": (None, "run a YAML recipe that reproduces a paper table", 9),
+    "demo": ("demo", "the README's main job: adapt a real encoder to Chichewa, offline", 2),
     "data": ("data", "inspect and clean corpora and labelled files (readers, cleaning report)", 2),
 }
 

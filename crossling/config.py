@@ -180,7 +180,9 @@ class VocabSearchConfig(Config):
     fixed_size: int | None = field(
         None, low=8, doc="skip the search and use this size (paper ablation: 10000)"
     )
-    character_coverage: float = field(0.9995, low=0.5, high=1.0, doc="SentencePiece character coverage")
+    character_coverage: float = field(
+        1.0, low=0.5, high=1.0, doc="SentencePiece character coverage (1.0 as UniBridge; 0.9995 for CJK)"
+    )
     seed: int = field(0, low=0, doc="random seed")
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -214,7 +216,13 @@ class LanguageAdapterConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class TaskAdapterConfig(Config):
-    """Task adapter stacked on a language adapter, optionally with an adversarial language head."""
+    """Task adapter stacked on a language adapter, optionally with an adversarial language head.
+
+    The adversarial defaults are documented in `crossling.adversarial`: Keung et al. (2019) give the
+    discriminator and the generator their own optimisers and learning rates (their NER setting: task
+    6e-6, generator 6e-8 = task / 100, discriminator 5e-4, all constant); `grl` and `loss-reversal`
+    train the discriminator with `adv_discriminator_lr` inside the task optimiser.
+    """
 
     task: Literal["ner", "pos", "nli", "paraphrase"] = field("ner", doc="task type")
     reduction_factor: int = field(16, low=1, doc="bottleneck reduction (MAD-X / UniBridge: 16)")
@@ -222,8 +230,51 @@ class TaskAdapterConfig(Config):
     adversarial: Literal["none", "keung", "grl", "loss-reversal"] = field(
         "none", doc="language-adversarial method"
     )
-    adversarial_weight: float = field(0.1, low=0.0, doc="lambda of the adversarial term")
+    adversarial_weight: float = field(0.1, low=0.0, doc="lambda of the adversarial term (grl, loss-reversal)")
     label_all_subwords: bool = field(False, doc="tagging: label every subword, not just the first")
+    adv_classes: Literal["auto", "binary", "languages"] = field(
+        "auto",
+        doc="discriminator targets: source-vs-other (Keung) or one class per language (UniBERT); "
+        "auto = binary for keung, languages otherwise",
+    )
+    adv_discriminator_lr: float = field(
+        5e-4, low=0.0, doc="learning rate of the language discriminator (Keung et al.'s NER setting: 5e-4)"
+    )
+    adv_generator_lr: float | None = field(
+        None,
+        low=0.0,
+        doc="keung: learning rate of the generator update (default: the task learning rate / 100, "
+        "the ratio of Keung et al.'s NER setting, 6e-8 vs 6e-6)",
+    )
+    adv_batch_size: int = field(0, low=0, doc="sentences per discriminator batch (0: the task batch size)")
+    adv_hidden_size: int = field(0, low=0, doc="discriminator hidden width (0: the model's hidden size)")
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "unibridge": {},
+        "madx": {"mode": "madx"},
+        "finetune": {"mode": "finetune"},
+        "keung": {"adversarial": "keung"},
+    }
+
+    def validate(self) -> None:
+        if self.label_all_subwords and self.task not in ("ner", "pos"):
+            raise ConfigError("TaskAdapterConfig: label_all_subwords only applies to ner and pos")
+        if self.mode == "madx" and self.reduction_factor != 16:
+            raise ConfigError(
+                "TaskAdapterConfig: mode 'madx' is the plain MAD-X setting (reduction_factor 16); "
+                "use mode 'adapter' for another reduction factor"
+            )
+
+    def generator_lr(self, task_learning_rate: float) -> float:
+        """Keung's generator learning rate, with the default resolved against the task's."""
+        return self.adv_generator_lr if self.adv_generator_lr is not None else task_learning_rate / 100
+
+    @property
+    def discriminator_classes(self) -> str:
+        """'binary' or 'languages', with 'auto' resolved for the chosen method."""
+        if self.adv_classes != "auto":
+            return self.adv_classes
+        return "binary" if self.adversarial == "keung" else "languages"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,11 +60,18 @@ class AdaptableModel:
 def _load_mlm_model(base: str | Path) -> tuple[Any, bool]:
     """Load `base` as a masked LM; report whether the MLM head had to be created (e.g. e5-small)."""
     from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
 
+    # transformers warns that a missing MLM head is "newly initialized": we detect that ourselves
+    # (fresh_mlm_head, recorded in the pack) and train it, so the warning would only alarm users.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(str(base), output_loading_info=True)
     except (OSError, ValueError) as err:
         raise CrosslingError(f"cannot load base model {base!r}: {err}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     missing = info.get("missing_keys", [])
     head_missing = any(
         ("lm_head" in k or k.startswith("cls.")) and not k.endswith("decoder.weight") for k in missing
@@ -122,6 +129,8 @@ def build_adaptable_model(
     if mlm_head_state:
         _mlm_head(model).load_state_dict(mlm_head_state, strict=False)
         fresh_head = False
+    elif fresh_head:
+        logger.info("%s has no MLM head: a new one is trained, its decoder tied to the embeddings", base)
 
     adapters.init(model)
     if adapter_dir is not None:
@@ -136,7 +145,8 @@ def build_adaptable_model(
             reduction_factor=config.reduction_factor, leave_out=list(config.leave_out)
         )
         model.add_adapter(language, config=adapter_config)
-    model.set_active_adapters(language)
+    with _no_active_adapter_expected():  # adapters' set_active_adapters runs a forward context first
+        model.set_active_adapters(language)
     _apply_inverse_before_mlm_head(model)
     return AdaptableModel(
         model=model,
@@ -212,16 +222,25 @@ logging.getLogger("adapters.model_mixin").addFilter(_NO_ACTIVE_FILTER)
 
 
 @contextlib.contextmanager
-def adapters_disabled(model: Any):
-    """Run the model as the base encoder (no adapter, invertible adapter included), then restore."""
-    active = model.active_adapters
-    _NO_ACTIVE_FILTER.depth += 1  # adapters warns on every forward without an adapter: here that is the point
-    model.set_active_adapters(None)
+def _no_active_adapter_expected():
+    _NO_ACTIVE_FILTER.depth += 1
     try:
         yield
     finally:
-        model.set_active_adapters(active)
         _NO_ACTIVE_FILTER.depth -= 1
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: Any):
+    """Run the model as the base encoder (no adapter, invertible adapter included), then restore."""
+    active = model.active_adapters
+    # adapters warns on every forward without an adapter: here that is the point
+    with _no_active_adapter_expected():
+        model.set_active_adapters(None)
+        try:
+            yield
+        finally:
+            model.set_active_adapters(active)
 
 
 def mlm_kl_loss(

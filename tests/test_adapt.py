@@ -46,6 +46,67 @@ def test_adapt_keeping_the_base_vocabulary(tmp_path, tiny_xlmr_dir, toy_corpus, 
     assert not list(out.rglob("*.bin")), "artifacts must not contain pickles"
 
 
+def test_adapt_with_a_new_vocabulary(tmp_path, tiny_bert_dir, toy_corpus, capsys):
+    """All three stages: ALP search, UniBridge init (fastText), adapter; the pack carries all reports."""
+    out = tmp_path / "packs" / "xx"
+    search = ["--vocab-start", "60", "--vocab-step", "20", "--vocab-max", "140", "--epsilon", "0.5"]
+    fasttext = ["--ft-dim", "16", "--ft-epochs", "2"]
+    assert main(_adapt_args(tiny_bert_dir, toy_corpus, out, "--max-steps", "4", *search, *fasttext)) == 0
+    printed = capsys.readouterr().out
+    assert "vocabulary" in printed and "embeddings" in printed
+    pack = LanguagePack.from_pretrained(out)
+    assert pack.has_own_vocabulary
+    search_report = pack.reports["vocab_search"]
+    assert [step["size"] for step in search_report["trace"]][0] == 60
+    assert search_report["chosen_size"] in {step["size"] for step in search_report["trace"]}
+    init = pack.reports["init"]
+    assert init["method"] == "unibridge" and init["target_rows"] == len(pack.tokenizer)
+    assert sum(init["rows"].values()) == init["target_rows"]
+    assert init["rows"]["lexical"] > 0  # the WordPiece base and the new unigram vocabulary share words
+    ids = pack.tokenizer("Mama asoma kitabu.")["input_ids"]
+    assert max(ids) < len(pack.tokenizer) and len(pack.tokenizer) == search_report["chosen_size"] + 2
+    assert pack.encode(["Mama asoma kitabu."]).shape == (1, 32)
+
+
+def test_adapt_with_given_tokenizer_and_fixed_size_rejects_mismatched_embeddings(
+    tmp_path, tiny_bert_dir, toy_corpus
+):
+    from crossling.adapt import AdaptOptions, adapt
+    from crossling.config import TrainingConfig, VocabSearchConfig
+    from crossling.embeddings import initialize, save_initialization
+    from crossling.vocab import train_tokenizer
+
+    tok_small = train_tokenizer(toy_corpus, 80, tmp_path / "tok80")
+    tok_large = train_tokenizer(toy_corpus, 100, tmp_path / "tok100")
+    embeddings, report = initialize(tiny_bert_dir, tok_small, method="random")
+    save_initialization(tmp_path / "emb80", embeddings, report)
+    options = AdaptOptions(
+        corpus=toy_corpus,
+        tokenizer=tok_large,
+        embeddings=tmp_path / "emb80",
+        training=TrainingConfig.load("smoke", max_steps=2),
+        eval_lines=10,
+        progress=False,
+    )
+    with pytest.raises(CrosslingError, match="82 rows but the tokenizer has 102"):
+        adapt("xx", tiny_bert_dir, tmp_path / "p", options)
+    assert not (tmp_path / "p").exists()
+
+    # --fixed-size and --method random: no fastText, a vocabulary of exactly that size
+    options = AdaptOptions(
+        corpus=toy_corpus,
+        vocab_search=VocabSearchConfig.load(None, fixed_size=90),
+        init_method="random",
+        training=TrainingConfig.load("smoke", max_steps=2),
+        eval_lines=10,
+        progress=False,
+    )
+    pack = adapt("xx", tiny_bert_dir, tmp_path / "p2", options)
+    assert len(pack.tokenizer) == 92
+    assert pack.reports["vocab_search"]["stop_reason"] == "fixed"
+    assert pack.reports["init"]["rows"]["random"] > 0
+
+
 def test_missing_corpus_offline_says_what_to_pass(tmp_path, tiny_xlmr_dir, capsys, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     args = [

@@ -188,7 +188,7 @@ def print_summary(pack) -> None:
         f"{corpus.get('eval_lines')} held out",
     ]
     if "vocab_search" in r:
-        lines.append(f"  vocabulary  {r['vocab_search'].get('summary', r['vocab_search'])}")
+        lines.append(f"  vocabulary  {_vocabulary_line(r['vocab_search'])}")
     if "init" in r:
         lines.append(f"  embeddings  {r['init'].get('summary', r['init'])}")
     lines.append(
@@ -199,3 +199,18 @@ def print_summary(pack) -> None:
         ev = training["eval"]
         lines.append(f"  held-out    MLM perplexity {ev['perplexity']:.2f}, KL {ev['kl']:.4f}")
     print("\n".join(lines))
+
+
+def _vocabulary_line(report: dict) -> str:
+    """One line for the vocabulary stage: a given tokenizer, or the search's outcome."""
+    if "trace" not in report:
+        return f"{report.get('tokenizer')} ({report.get('tokenizer_size')} entries, given)"
+    trace = report["trace"]
+    how = {
+        "converged": f"ALP gain {abs(trace[-1]['delta'] or 0):.2f} < {report['params'].get('epsilon')}",
+        "capped": "the next size is too large for the corpus",
+        "max_size": "reached the largest size",
+        "fixed": "fixed size, no search",
+    }.get(report["stop_reason"], report["stop_reason"])
+    sizes = ", ".join(str(step["size"]) for step in trace)
+    return f"{report['chosen_size']} pieces ({how}; sizes tried: {sizes}; {report['seconds']:.1f} s)"
