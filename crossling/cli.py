@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str | None, str, int]] = {
     "harmony": (None, "compute harmony weights of source languages for a target", 6),
     "predict": (None, "predict for a target language with multi-source inference", 6),
     "evaluate": (None, "evaluate a task adapter on labelled data (offline metrics)", 5),
-    "distill": (None, "distil a compact UniBERT-style multilingual student", 7),
+    "distill": ("distill", "distil a compact UniBERT-style multilingual student", 7),
     "bench": (None, "run speed and quality benchmarks", 9),
     "recipe": (None, "run a YAML recipe that reproduces a paper table", 9),
     "demo": ("demo", "the README's main job: adapt a real encoder to Chichewa, offline", 2),

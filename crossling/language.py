@@ -120,6 +120,9 @@ def build_adaptable_model(
         model.config.pad_token_id = tokenizer.pad_token_id
         model.config.bos_token_id = tokenizer.bos_token_id or tokenizer.cls_token_id
         model.config.eos_token_id = tokenizer.eos_token_id or tokenizer.sep_token_id
+        # An untied decoder keeps rows of the old vocabulary after a resize: for a new vocabulary the
+        # decoder must be the new embeddings (DESIGN.md point 3), so tie it whatever the base did.
+        model.config.tie_word_embeddings = True
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         raise CrosslingError(
             f"tokenizer has {len(tokenizer)} tokens but the model only "
