@@ -11,11 +11,13 @@ __version__ = "0.1.0"
 # Heavy modules (torch, transformers) load on first use, so `crossling --help` stays instant.
 _LAZY = {
     "LanguagePack": "crossling.artifacts",
+    "MultiSourcePredictor": "crossling.multisource",
     "TaskAdapter": "crossling.artifacts",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from crossling.artifacts import LanguagePack, TaskAdapter
+    from crossling.multisource import MultiSourcePredictor
 
 
 def __getattr__(name: str):
@@ -32,6 +34,7 @@ __all__ = [
     "CrosslingError",
     "DataFormatError",
     "LanguagePack",
+    "MultiSourcePredictor",
     "NotBuiltError",
     "TaskAdapter",
     "__version__",
