@@ -7,6 +7,7 @@ resumes from its last checkpoint). The pack directory appears only at the end, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -158,6 +159,10 @@ def adapt(language: str, base: str | Path, out: str | Path, options: AdaptOption
     from crossling.language import build_adaptable_model, save_language_pack, train_language_adapter
 
     options = options or AdaptOptions()
+    if options.vocab == "base" and options.adapter.train_embeddings:
+        # A pack that keeps the base vocabulary does not store embeddings (MAD-X: the base stays
+        # frozen); trained base embeddings would be lost on reload, so they are not trained.
+        options = dataclasses.replace(options, adapter=options.adapter.replace(train_embeddings=False))
     out = Path(out)
     work = Path(options.work_dir) if options.work_dir else out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)

@@ -114,15 +114,7 @@ def build_adaptable_model(
                 f"embeddings have width {embeddings.shape[1]} but the base model's hidden size is "
                 f"{model.config.hidden_size}"
             )
-        model.resize_token_embeddings(embeddings.shape[0])
-        with torch.no_grad():
-            model.get_input_embeddings().weight.copy_(embeddings)
-        model.config.pad_token_id = tokenizer.pad_token_id
-        model.config.bos_token_id = tokenizer.bos_token_id or tokenizer.cls_token_id
-        model.config.eos_token_id = tokenizer.eos_token_id or tokenizer.sep_token_id
-        # An untied decoder keeps rows of the old vocabulary after a resize: for a new vocabulary the
-        # decoder must be the new embeddings (DESIGN.md point 3), so tie it whatever the base did.
-        model.config.tie_word_embeddings = True
+        replace_vocabulary(model, tokenizer, embeddings)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         raise CrosslingError(
             f"tokenizer has {len(tokenizer)} tokens but the model only "
@@ -158,6 +150,31 @@ def build_adaptable_model(
         fresh_mlm_head=fresh_head,
         base_identity=identity,
     )
+
+
+def replace_vocabulary(model: Any, tokenizer: Any, embeddings: torch.Tensor) -> None:
+    """Swap the model's vocabulary for `tokenizer`'s with input embeddings `embeddings` (in place).
+
+    Besides resizing and copying: the special-token ids in the config and the embedding's padding_idx
+    follow the new tokenizer (a BERT base has pad 0, where crossling's tokenizers put <s>: left
+    alone, the <s> row would never get a gradient); an MLM decoder is tied to the new embeddings
+    (an untied one keeps rows of the old vocabulary), and the MLM output bias, indexed by old ids
+    that now mean other tokens, is reset to zero (a pack's trained bias is loaded afterwards).
+    """
+    model.resize_token_embeddings(embeddings.shape[0])
+    input_embeddings = model.get_input_embeddings()
+    with torch.no_grad():
+        input_embeddings.weight.copy_(embeddings)
+    input_embeddings.padding_idx = tokenizer.pad_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.bos_token_id = tokenizer.bos_token_id or tokenizer.cls_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id or tokenizer.sep_token_id
+    if model.get_output_embeddings() is not None:
+        model.config.tie_word_embeddings = True
+        with torch.no_grad():
+            for name, param in _mlm_head(model).named_parameters():
+                if name.endswith("bias") and param.dim() == 1 and param.shape[0] == embeddings.shape[0]:
+                    param.zero_()
 
 
 def _apply_inverse_before_mlm_head(model: Any) -> None:
@@ -272,10 +289,17 @@ def mlm_kl_loss(
         loss = outputs.logits.sum() * 0.0
     parts = {"mlm": float(loss.detach())}
     if kl_weight > 0:
-        with torch.no_grad(), adapters_disabled(base):
-            reference = base.base_model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).last_hidden_state
+        # The reference is the base encoder's representation: deterministic, so without dropout (two
+        # independent dropout masks would make the KL mostly noise) — and eval mode is ~3x faster.
+        was_training = base.training
+        base.eval()
+        try:
+            with torch.no_grad(), adapters_disabled(base):
+                reference = base.base_model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).last_hidden_state
+        finally:
+            base.train(was_training)
         kl = hidden_state_kl(reference, outputs.hidden_states[-1], batch["attention_mask"], temperature)
         parts["kl"] = float(kl.detach())
         loss = loss + kl_weight * kl

@@ -152,3 +152,65 @@ def test_batch_without_masked_tokens_gives_a_finite_loss(tiny_xlmr_dir):
     batch = {**enc, "labels": torch.full_like(enc["input_ids"], -100)}
     loss, _outputs, parts = mlm_kl_loss(adaptable.model, batch, kl_weight=1.0, temperature=1.0)
     assert torch.isfinite(loss) and parts["mlm"] == 0.0
+
+
+def test_kl_reference_is_deterministic_and_training_mode_is_kept(tiny_xlmr_dir, monkeypatch):
+    """The reference is the base encoder without dropout, even while the model trains."""
+    import crossling.language as language
+
+    references = []
+    real_kl = language.hidden_state_kl
+
+    def recording_kl(reference, adapted, mask, temperature=1.0):
+        references.append(reference.clone())
+        return real_kl(reference, adapted, mask, temperature)
+
+    monkeypatch.setattr(language, "hidden_state_kl", recording_kl)
+    adaptable = build_adaptable_model(tiny_xlmr_dir, "xx")
+    model = adaptable.model.train()
+    assert model.config.hidden_dropout_prob > 0
+    enc = adaptable.tokenizer(TRAIN[:8], return_tensors="pt", padding=True)
+    batch = {**enc, "labels": torch.full_like(enc["input_ids"], -100)}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        language.mlm_kl_loss(model, batch, kl_weight=1.0, temperature=1.0)
+    assert model.training, "the reference pass must restore training mode"
+    assert torch.equal(references[0], references[1])  # two dropout masks would differ
+    model.eval()
+    with torch.no_grad(), language.adapters_disabled(model):
+        expected = model.base_model(**enc).last_hidden_state
+    assert torch.allclose(references[0], expected, atol=1e-6)
+
+
+def test_new_vocabulary_resets_padding_index_bias_and_ties_decoder(tmp_path, tiny_bert_dir, toy_corpus):
+    """A BERT base (pad 0) with an XLM-R style tokenizer (<s> 0, <pad> 1): <s> must get gradients."""
+    from crossling.vocab import train_tokenizer
+
+    tokenizer_dir = train_tokenizer(toy_corpus, 80, tmp_path / "tok")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    assert tokenizer.pad_token_id == 1
+    embeddings = torch.randn(len(tokenizer), 32)
+    adaptable = build_adaptable_model(tiny_bert_dir, "xx", tokenizer=tokenizer, embeddings=embeddings)
+    model = adaptable.model
+    assert model.get_input_embeddings().padding_idx == 1
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert torch.count_nonzero(model.cls.predictions.bias) == 0
+    freeze_for_language_training(adaptable, LanguageAdapterConfig())
+    enc = tokenizer(TRAIN[:4], return_tensors="pt", padding=True)
+    model.get_input_embeddings()(enc["input_ids"]).sum().backward()  # the lookup alone (decoder is tied)
+    grad = model.get_input_embeddings().weight.grad
+    assert grad[tokenizer.bos_token_id].abs().sum() > 0 and grad[tokenizer.pad_token_id].abs().sum() == 0
+
+
+def test_base_vocabulary_pack_keeps_base_embeddings_frozen(tmp_path, tiny_xlmr_dir, toy_corpus):
+    from crossling.adapt import AdaptOptions, adapt
+
+    options = AdaptOptions(
+        corpus=toy_corpus, vocab="base", training=TrainingConfig.load("smoke", max_steps=2), progress=False
+    )
+    pack = adapt("xx", tiny_xlmr_dir, tmp_path / "p", options)
+    assert pack.reports["options"]["adapter"]["train_embeddings"] is False
+    base = AutoModel.from_pretrained(tiny_xlmr_dir).get_input_embeddings().weight
+    assert torch.equal(load_pack_model(pack).model.get_input_embeddings().weight, base)

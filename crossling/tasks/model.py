@@ -112,12 +112,9 @@ def build_pack_model(
         if embeddings is not None:
             # Same surgery as crossling.language.build_adaptable_model, so the pack sees what it was
             # trained with.
-            model.resize_token_embeddings(embeddings.shape[0])
-            with torch.no_grad():
-                model.get_input_embeddings().weight.copy_(embeddings)
-            model.config.pad_token_id = tokenizer.pad_token_id
-            model.config.bos_token_id = tokenizer.bos_token_id or tokenizer.cls_token_id
-            model.config.eos_token_id = tokenizer.eos_token_id or tokenizer.sep_token_id
+            from crossling.language import replace_vocabulary
+
+            replace_vocabulary(model, tokenizer, embeddings)
         if with_language_adapter:
             if pack.adapter_dir is None:
                 raise ArtifactError(f"LanguagePack {pack.path} has no adapter/ directory")
