@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str | None, str, int]] = {
     "predict": ("predict", "predict for a target language with multi-source inference", 6),
     "evaluate": ("evaluate", "evaluate a task adapter on labelled data (offline metrics)", 5),
     "analyze": ("analyze", "analyse representations: cross-lingual alignment of parallel sentences", 5),
+    "macular": ("macular", "Macular multi-task adversarial training with code-switch augmentation", 8),
     "distill": ("distill", "distil a compact UniBERT-style multilingual student", 7),
     "bench": (None, "run speed and quality benchmarks", 9),
     "recipe": (None, "run a YAML recipe that reproduces a paper table", 9),
