@@ -1,0 +1,937 @@
+"""Reproducible recipes: a YAML file names a paper table; `run_recipe` builds it stage by stage.
+
+A recipe names the task, the base model, the source and target languages, data paths relative to a
+data root (``--data-root``, ``$CROSSLING_DATA``, or ``../shared/data`` beside the repository), every
+stage's configuration and the rows of the table. Any value may depend on the budget::
+
+    max_steps: {smoke: 8, cpu: 600, paper: 100000}
+
+Stages (base model, language packs, task adapters, evaluations) are cached under
+``WORK/stages/KIND-KEY`` where KEY hashes the stage's resolved configuration, the contents of its data
+files and the keys of the stages it reads. A stage is finished when its ``stage.json`` exists (written
+atomically, last); a rerun after a crash reuses every finished stage and continues an interrupted
+training run from its last checkpoint. Changing one row's configuration re-runs only what it changes.
+
+    from crossling.recipes import load_recipe, run_recipe
+    recipe = load_recipe("recipes/unibridge_nli.yaml", budget="smoke")
+    table = run_recipe(recipe, work="runs/unibridge_nli/smoke")
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crossling.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+BUDGETS = ("smoke", "cpu", "paper")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECIPES_DIR = REPO_ROOT / "recipes"
+STAGE_FILE = "stage.json"
+TINY_BASES = ("tiny-xlmr", "tiny-bert")
+
+_TOP_KEYS = {
+    "name": "short name (runs/NAME/BUDGET)",
+    "title": "the table's title",
+    "description": "what the recipe reproduces",
+    "reference": "the paper and tables the rows follow",
+    "task": "ner, pos, nli or paraphrase",
+    "base": "base model: a directory, a name under the models root, or tiny-xlmr / tiny-bert",
+    "sources": "source languages (task data)",
+    "targets": "target languages (evaluation)",
+    "data": "data paths relative to the data root, and data sizes",
+    "training": "TrainingConfig of language_adapter and task_adapter stages",
+    "defaults": "stage settings every row starts from",
+    "rows": "the rows of the table",
+    "notes": "lines printed under the table",
+}
+_DATA_KEYS = {
+    "task_train": "labelled source data, {lang} replaced by the source language",
+    "task_dev": "labelled source dev data ({lang}); default: the examples after train_examples",
+    "train_examples": "examples of task_train used for training (the first N; null: all)",
+    "dev_examples": "dev examples (the best checkpoint is chosen on them)",
+    "test": "labelled target data, {lang} replaced by the target language",
+    "test_limit": "evaluate on the first N target examples (null: all)",
+    "source_corpus": "monolingual text of a source language ({lang}); a labelled pair file gives its text",
+    "target_corpus": "{target: path} of monolingual text for target language adaptation",
+    "corpus_lines": "use at most this many corpus lines per language (null: all)",
+    "parallel": "parallel sentences for harmony weights (AmericasNLI alignment table or TSV)",
+    "unlabelled": "text of other languages for adversarial training ({lang}; a tagging file: labels unused)",
+    "to_iob2": "convert IOB1 NER tags to IOB2 when reading",
+    "map_labels": "rename gold labels of the target data before scoring, e.g. {B-MISC: O}",
+}
+_ROW_KEYS = {
+    "name": "row id (for --only)",
+    "label": "row label in the table",
+    "method": "finetune (full fine-tuning of the base model) or adapters (packs + task adapters)",
+    "sources": "source languages of this row (default: the recipe's)",
+    "source_pack": "overrides of defaults.source_pack",
+    "target_pack": "overrides of defaults.target_pack",
+    "task_adapter": "overrides of defaults.task_adapter (TaskAdapterConfig options)",
+    "combine": "overrides of defaults.combine (HarmonyConfig options)",
+    "note": "a footnote for the row",
+    "reference": "the paper's number for this row (shown in its own column)",
+}
+_PACK_KEYS = {
+    "vocab": "new (search/train a target vocabulary) or base (keep the base vocabulary)",
+    "init": "embedding initialisation: unibridge, focus, overlap or random",
+    "alignment": "procrustes or none",
+    "vocab_search": "VocabSearchConfig (a preset name or options)",
+    "adapter": "LanguageAdapterConfig (a preset name or options)",
+    "fasttext_dim": "fastText dimension of the initialisation",
+    "fasttext_epochs": "fastText epochs",
+    "clean": "clean the corpus (UniBERT-style) first",
+    "eval_lines": "held-out corpus lines for the perplexity report",
+}
+_DEFAULT_KEYS = ("source_pack", "target_pack", "task_adapter", "combine")
+_TRAINING_KEYS = ("language_adapter", "task_adapter")
+
+
+# ---------------------------------------------------------------------- budgets and validation
+def _is_budget_map(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and set(value) <= set(BUDGETS)
+
+
+def resolve_budget(value: Any, budget: str, where: str = "recipe") -> Any:
+    """`value` with every ``{smoke: .., cpu: .., paper: ..}`` mapping replaced by its `budget` entry."""
+    if _is_budget_map(value):
+        if budget not in value:
+            raise ConfigError(f"{where}: no value for budget {budget!r} (given: {', '.join(value)})")
+        return resolve_budget(value[budget], budget, where)
+    if isinstance(value, Mapping):
+        return {k: resolve_budget(v, budget, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_budget(v, budget, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _check_keys(data: Any, allowed: Mapping[str, str] | Sequence[str], where: str) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(allowed))})")
+    return dict(data)
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _config(cls: Any, spec: Any, where: str, **fixed: Any) -> Any:
+    """A Config from a preset name, or a mapping with an optional ``preset`` key plus options."""
+    if spec is None or isinstance(spec, str):
+        preset, options = spec, {}
+    elif isinstance(spec, Mapping):
+        options = dict(spec)
+        preset = options.pop("preset", None)
+    else:
+        raise ConfigError(f"{where}: expected a preset name or a mapping, got {spec!r}")
+    try:
+        return cls.load(preset, **{**options, **fixed})
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+# ---------------------------------------------------------------------- the recipe
+@dataclasses.dataclass
+class Row:
+    name: str
+    label: str
+    method: str
+    sources: list[str]
+    source_pack: dict[str, Any]
+    target_pack: dict[str, Any]
+    task_adapter: Any  # TaskAdapterConfig
+    combine: Any  # HarmonyConfig
+    note: str | None = None
+    reference: Any = None
+
+
+@dataclasses.dataclass
+class Recipe:
+    path: Path
+    budget: str
+    name: str
+    title: str
+    task: str
+    base: str
+    sources: list[str]
+    targets: list[str]
+    data: dict[str, Any]
+    training: dict[str, Any]  # language_adapter / task_adapter -> TrainingConfig
+    rows: list[Row]
+    data_root: Path
+    reference: str | None = None
+    description: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def data_path(self, key: str, language: str | None = None, *, where: str | None = None) -> Path:
+        """The data file `data.KEY` (for `language`), checked to exist."""
+        value = self.data.get(key)
+        if isinstance(value, Mapping):
+            if language not in value:
+                raise ConfigError(
+                    f"{self.path}: data.{key} has no entry for {language!r} (given: {', '.join(value)})"
+                )
+            value = value[language]
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.path}: data.{key} must be a path relative to the data root")
+        path = self.data_root / value.replace("{lang}", language or "")
+        if not path.is_file():
+            what = f"data.{key}" + (f" for {language}" if language else "")
+            raise ConfigError(
+                f"missing data file {path} ({what} in {self.path}; data root {self.data_root}: "
+                "set --data-root or CROSSLING_DATA)"
+            )
+        return path
+
+
+def default_data_root() -> Path:
+    env = os.environ.get("CROSSLING_DATA")
+    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
+
+
+def models_root() -> Path:
+    env = os.environ.get("CROSSLING_MODELS")
+    return Path(env) if env else REPO_ROOT.parent / "models"
+
+
+def find_recipe(name: str | os.PathLike[str]) -> Path:
+    """A recipe file from a path, or a name of `recipes/` (with or without .yaml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (RECIPES_DIR / f"{name}.yaml", RECIPES_DIR / str(name)):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(p.stem for p in list_recipes()) or "none"
+    raise ConfigError(f"no recipe {str(name)!r} (a YAML path, or one of: {known})")
+
+
+def list_recipes() -> list[Path]:
+    return sorted(RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
+
+
+def read_recipe_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read recipe {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: a recipe is a mapping of keys ({', '.join(_TOP_KEYS)})")
+    return dict(raw)
+
+
+def load_recipe(
+    path: str | os.PathLike[str], budget: str = "smoke", data_root: str | os.PathLike[str] | None = None
+) -> Recipe:
+    """Read and check a recipe for `budget`: every key, every config and every data file."""
+    from crossling.config import (
+        HarmonyConfig,
+        LanguageAdapterConfig,
+        TaskAdapterConfig,
+        TrainingConfig,
+        VocabSearchConfig,
+    )
+
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r} (budgets: {', '.join(BUDGETS)})")
+    path = find_recipe(path)
+    where = str(path)
+    raw = resolve_budget(_check_keys(read_recipe_yaml(path), _TOP_KEYS, where), budget, where)
+    for required in ("name", "task", "base", "sources", "targets", "data", "rows"):
+        if raw.get(required) in (None, "", [], {}):
+            raise ConfigError(f"{where}: missing key {required!r} ({_TOP_KEYS[required]})")
+    data = _check_keys(raw["data"], _DATA_KEYS, f"{where}: data")
+    training_raw = _check_keys(raw.get("training"), _TRAINING_KEYS, f"{where}: training")
+    training = {
+        k: _config(TrainingConfig, training_raw.get(k, budget), f"{where}: training.{k}")
+        for k in _TRAINING_KEYS
+    }
+    defaults = _check_keys(raw.get("defaults"), _DEFAULT_KEYS, f"{where}: defaults")
+    task = raw["task"]
+    sources, targets = (
+        _languages(raw["sources"], f"{where}: sources"),
+        _languages(raw["targets"], f"{where}: targets"),
+    )
+    if not isinstance(raw["rows"], list):
+        raise ConfigError(f"{where}: rows must be a list of rows")
+    rows: list[Row] = []
+    for i, row_raw in enumerate(raw["rows"]):
+        row_where = f"{where}: rows[{i}]"
+        row = _check_keys(row_raw, _ROW_KEYS, row_where)
+        if not row.get("name"):
+            raise ConfigError(f"{row_where}: missing key 'name'")
+        row_where = f"{where}: rows[{i}] ({row['name']})"
+        method = row.get("method", "adapters")
+        if method not in ("finetune", "adapters"):
+            raise ConfigError(f"{row_where}.method: {method!r} is not finetune or adapters")
+        merged = {k: _merge(defaults.get(k) or {}, row.get(k) or {}) for k in _DEFAULT_KEYS}
+        for key in ("source_pack", "target_pack"):
+            _check_keys(merged[key], _PACK_KEYS, f"{row_where}.{key}")
+            for sub, cls in (("vocab_search", VocabSearchConfig), ("adapter", LanguageAdapterConfig)):
+                fixed = {}
+                if sub == "adapter" and merged[key].get("vocab", "new") == "base":
+                    spec = merged[key].get(sub)
+                    given = spec if isinstance(spec, Mapping) else {}
+                    if "train_embeddings" not in given:
+                        fixed["train_embeddings"] = False  # the base vocabulary stays frozen
+                cfg = _config(cls, merged[key].get(sub), f"{row_where}.{key}.{sub}", **fixed)
+                merged[key][sub] = cfg.to_dict()
+        task_cfg = _config(TaskAdapterConfig, merged["task_adapter"], f"{row_where}.task_adapter", task=task)
+        if method == "finetune" and task_cfg.mode != "finetune":
+            task_cfg = task_cfg.replace(mode="finetune")
+        combine = _config(HarmonyConfig, merged["combine"], f"{row_where}.combine")
+        row_sources = _languages(row.get("sources", sources), f"{row_where}.sources")
+        unknown = sorted(set(row_sources) - set(sources))
+        if unknown:
+            raise ConfigError(f"{row_where}.sources: {unknown[0]!r} is not one of the recipe's sources")
+        rows.append(
+            Row(
+                name=str(row["name"]),
+                label=str(row.get("label", row["name"])),
+                method=method,
+                sources=row_sources,
+                source_pack=merged["source_pack"],
+                target_pack=merged["target_pack"],
+                task_adapter=task_cfg,
+                combine=combine,
+                note=row.get("note"),
+                reference=row.get("reference"),
+            )
+        )
+    names = [r.name for r in rows]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: row name {dupes[0]!r} is used twice")
+    notes = raw.get("notes") or []
+    recipe = Recipe(
+        path=path,
+        budget=budget,
+        name=str(raw["name"]),
+        title=str(raw.get("title", raw["name"])),
+        task=task,
+        base=str(raw["base"]),
+        sources=sources,
+        targets=targets,
+        data=data,
+        training=training,
+        rows=rows,
+        data_root=Path(data_root) if data_root is not None else default_data_root(),
+        reference=raw.get("reference"),
+        description=raw.get("description"),
+        notes=[notes] if isinstance(notes, str) else list(notes),
+    )
+    _check_data(recipe)
+    return recipe
+
+
+def _languages(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of language codes, got {value!r}")
+    return list(value)
+
+
+def _check_data(recipe: Recipe) -> None:
+    """Every file the recipe's rows read exists (checked before anything runs)."""
+    needed_sources = sorted({s for r in recipe.rows for s in r.sources}, key=recipe.sources.index)
+    for key in ("task_train", "task_dev"):
+        for source in needed_sources if recipe.data.get(key) else []:
+            recipe.data_path(key, source)
+    for target in recipe.targets:
+        recipe.data_path("test", target)
+    if any(r.method == "adapters" for r in recipe.rows):
+        for source in needed_sources:
+            recipe.data_path("source_corpus", source)
+        for target in recipe.targets:
+            recipe.data_path("target_corpus", target)
+    if any(r.method == "adapters" and r.combine.strategy in ("harmony", "best") for r in recipe.rows):
+        recipe.data_path("parallel")
+    if any(r.task_adapter.adversarial != "none" for r in recipe.rows):
+        for target in recipe.targets:
+            recipe.data_path("unlabelled", target)
+    _resolve_base(recipe, check=True)
+
+
+def _resolve_base(recipe: Recipe, check: bool = False) -> Path | None:
+    """The base model's directory (None for a tiny model the runner builds)."""
+    if recipe.base in TINY_BASES:
+        return None
+    for candidate in (Path(recipe.base), models_root() / recipe.base):
+        if (candidate / "config.json").is_file():
+            return candidate
+    if check:
+        raise ConfigError(
+            f"{recipe.path}: base model {recipe.base!r} not found (looked in ./ and {models_root()}); "
+            f"build it with `python ../shared/tools/base_models.py {models_root()}` or set CROSSLING_MODELS"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------- stages
+def _digest_file(path: Path, cache: dict[Path, str]) -> str:
+    if path not in cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        cache[path] = h.hexdigest()
+    return cache[path]
+
+
+@dataclasses.dataclass
+class Stage:
+    kind: str
+    label: str
+    params: dict[str, Any]
+    deps: dict[str, Stage]
+    inputs: dict[str, Path]
+    fn: Callable[[Stage, Path], dict[str, Any]]
+    key: str = ""
+
+    def directory(self, work: Path) -> Path:
+        return work / "stages" / f"{self.kind}-{self.key[:16]}"
+
+
+def _stage_key(kind: str, params: Mapping[str, Any], deps: Mapping[str, Stage], digests: Mapping[str, str]):
+    from crossling import __version__
+
+    payload = {
+        "kind": kind,
+        "params": params,
+        "deps": {k: d.key for k, d in sorted(deps.items())},
+        "inputs": dict(sorted(digests.items())),
+        "crossling": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class RecipeRunner:
+    """Plans a recipe's stages (content-hashed) and runs those a set of rows needs."""
+
+    def __init__(self, recipe: Recipe, work: str | os.PathLike[str], *, progress: bool = True):
+        self.recipe = recipe
+        self.work = Path(work)
+        self.progress = progress
+        self.stages: dict[str, Stage] = {}
+        self.events: list[tuple[str, str, str]] = []  # (kind, label, "ran" | "cached")
+        self._digests: dict[Path, str] = {}
+        self._results: dict[str, dict[str, Any]] = {}
+        self.cells: dict[tuple[str, str], Stage] = {}  # (row, target) -> evaluation stage
+        self._plan()
+
+    # ------------------------------------------------------------------ planning
+    def _stage(self, kind, label, params, fn, deps=None, inputs=None) -> Stage:
+        deps, inputs = deps or {}, inputs or {}
+        digests = {k: _digest_file(p, self._digests) for k, p in inputs.items()}
+        key = _stage_key(kind, params, deps, digests)
+        if key not in self.stages:
+            self.stages[key] = Stage(kind, label, params, deps, inputs, fn, key)
+        return self.stages[key]
+
+    def _plan(self) -> None:
+        r = self.recipe
+        base = self._base_stage()
+        for row in r.rows:
+            if row.method == "finetune":
+                (source,) = row.sources[:1] or [r.sources[0]]
+                adapter = self._task_stage(row, source, base, pack=None)
+                for target in r.targets:
+                    self.cells[(row.name, target)] = self._eval_stage(row, target, base, [adapter], [], None)
+                continue
+            packs = [self._pack_stage(row.source_pack, s, "source", base) for s in row.sources]
+            adapters = [
+                self._task_stage(row, s, base, pack=p) for s, p in zip(row.sources, packs, strict=True)
+            ]
+            for target in r.targets:
+                target_pack = self._pack_stage(row.target_pack, target, "target", base)
+                self.cells[(row.name, target)] = self._eval_stage(
+                    row, target, base, adapters, packs, target_pack
+                )
+
+    def _base_stage(self) -> Stage:
+        r = self.recipe
+        if r.base in TINY_BASES:
+            return self._stage("base", r.base, {"tiny": r.base, "seed": 0}, _run_tiny_base)
+        path = _resolve_base(r, check=True)
+        files = {p.name: p for p in sorted(path.iterdir()) if p.suffix in (".json", ".model")}
+        weights = {p.name: p.stat().st_size for p in path.iterdir() if p.suffix in (".safetensors", ".bin")}
+        return self._stage(
+            "base", r.base, {"base": r.base, "weights": weights}, _run_model_base, inputs=files
+        )
+
+    def _pack_stage(self, spec: dict[str, Any], language: str, role: str, base: Stage) -> Stage:
+        r = self.recipe
+        corpus = r.data_path(f"{role}_corpus", language)
+        params = {
+            "language": language,
+            "pack": spec,
+            "corpus_lines": r.data.get("corpus_lines"),
+            "corpus_format": "pairs" if role == "source" and _is_pair_file(r.task, corpus) else "text",
+            "training": r.training["language_adapter"].to_dict(),
+        }
+        return self._stage(
+            "pack",
+            f"{role} pack {language}",
+            params,
+            _run_pack,
+            deps={"base": base},
+            inputs={"corpus": corpus},
+        )
+
+    def _task_stage(self, row: Row, source: str, base: Stage, pack: Stage | None) -> Stage:
+        r = self.recipe
+        params = {
+            "task": r.task,
+            "language": source,
+            "config": row.task_adapter.to_dict(),
+            "training": r.training["task_adapter"].to_dict(),
+            "train_examples": r.data.get("train_examples"),
+            "dev_examples": r.data.get("dev_examples"),
+            "to_iob2": bool(r.data.get("to_iob2", False)),
+        }
+        inputs = {"train": r.data_path("task_train", source)}
+        if r.data.get("task_dev"):
+            inputs["dev"] = r.data_path("task_dev", source)
+        if row.task_adapter.adversarial != "none":
+            for target in r.targets:
+                inputs[f"unlabelled_{target}"] = r.data_path("unlabelled", target)
+        deps = {"base": base} if pack is None else {"base": base, "pack": pack}
+        return self._stage("task", f"task adapter {source} ({row.name})", params, _run_task, deps, inputs)
+
+    def _eval_stage(self, row, target, base, adapters, packs, target_pack) -> Stage:
+        r = self.recipe
+        params = {
+            "task": r.task,
+            "target": target,
+            "method": row.method,
+            "combine": row.combine.to_dict(),
+            "limit": r.data.get("test_limit"),
+            "to_iob2": bool(r.data.get("to_iob2", False)),
+            "map_labels": r.data.get("map_labels"),
+        }
+        deps = {"base": base, **{f"adapter{i}": a for i, a in enumerate(adapters)}}
+        deps.update({f"source_pack{i}": p for i, p in enumerate(packs)})
+        if target_pack is not None:
+            deps["target_pack"] = target_pack
+        inputs = {"test": r.data_path("test", target)}
+        if row.method == "adapters" and len(adapters) > 1 and row.combine.strategy in ("harmony", "best"):
+            inputs["parallel"] = r.data_path("parallel")
+        return self._stage("eval", f"{row.name} on {target}", params, _run_eval, deps, inputs)
+
+    # ------------------------------------------------------------------ running
+    def is_done(self, stage: Stage) -> bool:
+        return (stage.directory(self.work) / STAGE_FILE).is_file()
+
+    def result(self, stage: Stage) -> dict[str, Any]:
+        if stage.key not in self._results:
+            data = json.loads((stage.directory(self.work) / STAGE_FILE).read_text(encoding="utf-8"))
+            self._results[stage.key] = data["result"]
+        return self._results[stage.key]
+
+    def execute(self, stage: Stage) -> dict[str, Any]:
+        from crossling.artifacts import write_json_atomic
+
+        if self.is_done(stage):
+            if stage.key not in self._results:
+                self.events.append((stage.kind, stage.label, "cached"))
+            return self.result(stage)
+        for dep in stage.deps.values():
+            self.execute(dep)
+        directory = stage.directory(self.work)
+        directory.mkdir(parents=True, exist_ok=True)
+        logger.info("recipe %s: running %s [%s]", self.recipe.name, stage.label, directory.name)
+        started = time.perf_counter()
+        stage_ctx = _StageContext(self, stage, directory)
+        result = stage.fn(stage, stage_ctx)
+        write_json_atomic(
+            directory / STAGE_FILE,
+            {
+                "kind": stage.kind,
+                "label": stage.label,
+                "key": stage.key,
+                "params": stage.params,
+                "deps": {k: d.directory(self.work).name for k, d in stage.deps.items()},
+                "inputs": {k: str(p) for k, p in stage.inputs.items()},
+                "result": result,
+                "seconds": round(time.perf_counter() - started, 2),
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+        self._results[stage.key] = result
+        self.events.append((stage.kind, stage.label, "ran"))
+        return result
+
+    def run(self, only: Sequence[str] | None = None) -> dict[str, Any]:
+        """Run the stages of the rows in `only` (all by default); write and return the table."""
+        rows = self._select(only)
+        for row in rows:
+            for target in self.recipe.targets:
+                self.execute(self.cells[(row.name, target)])
+        return self.write_table()
+
+    def _select(self, only: Sequence[str] | None) -> list[Row]:
+        if not only:
+            return list(self.recipe.rows)
+        names = [r.name for r in self.recipe.rows]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ConfigError(
+                f"--only: no row {unknown[0]!r} in {self.recipe.path} (rows: {', '.join(names)})"
+            )
+        return [r for r in self.recipe.rows if r.name in only]
+
+    # ------------------------------------------------------------------ the table
+    def table(self) -> dict[str, Any]:
+        from crossling import __version__
+        from crossling.eval.metrics import PRIMARY_METRIC
+
+        r = self.recipe
+        rows = []
+        for row in r.rows:
+            scores: dict[str, float | None] = {}
+            weights: dict[str, Any] = {}
+            for target in r.targets:
+                stage = self.cells[(row.name, target)]
+                if self.is_done(stage):
+                    res = self.result(stage)
+                    scores[target] = res["score"]
+                    if res.get("weights"):
+                        weights[target] = res["weights"]
+                else:
+                    scores[target] = None
+            done = [v for v in scores.values() if v is not None]
+            rows.append(
+                {
+                    "name": row.name,
+                    "label": row.label,
+                    "scores": scores,
+                    "average": sum(done) / len(done) if len(done) == len(scores) else None,
+                    "weights": weights,
+                    "note": row.note,
+                    "reference": row.reference,
+                }
+            )
+        command = f"crossling recipe run {_display_path(r.path)} --budget {r.budget}"
+        return {
+            "recipe": r.name,
+            "title": r.title,
+            "reference": r.reference,
+            "budget": r.budget,
+            "task": r.task,
+            "metric": PRIMARY_METRIC[r.task],
+            "base": r.base,
+            "sources": r.sources,
+            "targets": r.targets,
+            "rows": rows,
+            "notes": r.notes,
+            "command": command,
+            "crossling": __version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def write_table(self) -> dict[str, Any]:
+        from crossling.artifacts import write_json_atomic
+        from crossling.multisource import write_text_atomic
+
+        table = self.table()
+        write_json_atomic(self.work / "table.json", table)
+        write_text_atomic(self.work / "table.md", table_markdown(table))
+        return table
+
+
+class _StageContext:
+    """What a stage function sees: its directory, its dependencies' results and directories."""
+
+    def __init__(self, runner: RecipeRunner, stage: Stage, directory: Path):
+        self.runner, self.stage, self.dir = runner, stage, directory
+        self.recipe = runner.recipe
+        self.progress = runner.progress
+
+    def dep_dir(self, name: str) -> Path:
+        return self.stage.deps[name].directory(self.runner.work)
+
+    def dep_result(self, name: str) -> dict[str, Any]:
+        return self.runner.result(self.stage.deps[name])
+
+    def base_path(self) -> str:
+        res = self.dep_result("base")
+        return str(self.dep_dir("base") / res["model"]) if res.get("built") else res["model"]
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _is_pair_file(task: str, path: Path) -> bool:
+    return task in ("nli", "paraphrase") and path.suffix == ".tsv"
+
+
+# ---------------------------------------------------------------------- stage functions
+def _run_tiny_base(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    from crossling.testing import tiny_bert, tiny_xlmr
+
+    out = ctx.dir / "model"
+    if out.exists():
+        shutil.rmtree(out)
+    (tiny_xlmr if stage.params["tiny"] == "tiny-xlmr" else tiny_bert)(out, seed=stage.params["seed"])
+    return {"model": "model", "built": True}
+
+
+def _run_model_base(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    path = _resolve_base(ctx.recipe, check=True)
+    return {"model": str(Path(path).resolve()), "built": False}
+
+
+def _clear(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _run_pack(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    from crossling.adapt import AdaptOptions, adapt
+    from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchConfig
+    from crossling.multisource import write_text_atomic
+    from crossling.tasks.data import read_task_data
+
+    p, spec = stage.params, stage.params["pack"]
+    corpus = stage.inputs["corpus"]
+    if p["corpus_format"] == "pairs":  # monolingual text of a source: both sides of its labelled pairs
+        seen: dict[str, None] = {}
+        for record in read_task_data(ctx.recipe.task, corpus):
+            seen.setdefault(record["text_a"].strip())
+            seen.setdefault(record["text_b"].strip())
+        corpus = write_text_atomic(ctx.dir / "corpus.txt", "\n".join(s for s in seen if s) + "\n")
+    work = ctx.dir / "work"
+    options = AdaptOptions(
+        corpus=corpus,
+        vocab=spec.get("vocab", "new"),
+        init_method=spec.get("init", "unibridge"),
+        alignment=spec.get("alignment", "procrustes"),
+        vocab_search=VocabSearchConfig.load(spec["vocab_search"]),
+        adapter=LanguageAdapterConfig.load(spec["adapter"]),
+        training=TrainingConfig.load(p["training"]),
+        work_dir=work,
+        resume=work.is_dir(),
+        clean=spec.get("clean", True),
+        eval_lines=spec.get("eval_lines", 500),
+        max_corpus_lines=p["corpus_lines"],
+        fasttext_dim=spec.get("fasttext_dim", 300),
+        fasttext_epochs=spec.get("fasttext_epochs", 3),
+        progress=ctx.progress,
+    )
+    _clear(ctx.dir / "pack")
+    pack = adapt(p["language"], ctx.base_path(), ctx.dir / "pack", options)
+    reports = pack.reports
+    summary = {
+        "corpus": {k: reports.get("corpus", {}).get(k) for k in ("source", "train_lines", "eval_lines")},
+        "training": {k: reports.get("training", {}).get(k) for k in ("steps", "train_loss")},
+    }
+    if "vocab_search" in reports:
+        summary["vocab_size"] = reports["vocab_search"].get("chosen_size")
+    if "eval" in reports.get("training", {}):
+        summary["perplexity"] = reports["training"]["eval"].get("perplexity")
+    return {"pack": "pack", **summary}
+
+
+def _run_task(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    from crossling.config import TaskAdapterConfig, TrainingConfig
+    from crossling.tasks import read_task_data, train_task
+
+    p = stage.params
+    records = read_task_data(p["task"], stage.inputs["train"], to_iob2=p["to_iob2"])
+    n_train, n_dev = p["train_examples"], p["dev_examples"]
+    train = records[:n_train] if n_train is not None else records
+    if "dev" in stage.inputs:
+        dev = read_task_data(p["task"], stage.inputs["dev"], to_iob2=p["to_iob2"])[:n_dev]
+    else:
+        dev = records[len(train) : len(train) + n_dev] if n_dev else None
+    if "dev" not in stage.inputs and n_train is not None and len(records) < n_train + (n_dev or 0):
+        logger.warning(
+            "%s has %d examples, fewer than train_examples + dev_examples (%d)",
+            stage.inputs["train"],
+            len(records),
+            n_train + (n_dev or 0),
+        )
+    unlabelled = {
+        k.removeprefix("unlabelled_"): _unlabelled_text(p["task"], v)
+        for k, v in stage.inputs.items()
+        if k.startswith("unlabelled_")
+    }
+    work = ctx.dir / "work"
+    checkpoints = work / "checkpoints"
+    _clear(ctx.dir / "adapter")
+    pack = ctx.dep_dir("pack") / ctx.dep_result("pack")["pack"] if "pack" in stage.deps else None
+    adapter = train_task(
+        p["task"],
+        train,
+        ctx.dir / "adapter",
+        dev=dev or None,
+        pack=pack,
+        base=ctx.base_path(),
+        language=p["language"],
+        config=TaskAdapterConfig.load(p["config"]),
+        training=TrainingConfig.load(p["training"]),
+        unlabelled=unlabelled or None,
+        work_dir=work,
+        resume=checkpoints.is_dir() and any(checkpoints.iterdir()),
+        progress=ctx.progress,
+    )
+    summary = adapter.config.get("summary", {})
+    out = {"adapter": "adapter", "train_examples": len(train), "dev_examples": len(dev or [])}
+    out["steps"] = summary.get("steps")
+    if "dev" in adapter.eval_results:
+        dev_scores = adapter.eval_results["dev"]
+        out["dev"] = {k: dev_scores[k] for k in ("accuracy", "f1") if k in dev_scores}
+    return out
+
+
+def _unlabelled_text(task: str, path: Path) -> Path | list[str]:
+    """A labelled tagging file gives its sentences (labels dropped); anything else is plain text."""
+    from crossling.errors import DataFormatError
+    from crossling.tasks import read_task_data
+
+    if task not in ("ner", "pos"):
+        return path
+    try:
+        records = read_task_data(task, path, to_iob2=True)
+    except DataFormatError:
+        return path
+    return [" ".join(r["tokens"]) for r in records]
+
+
+def _run_eval(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    from crossling.eval.metrics import PRIMARY_METRIC, task_metrics
+    from crossling.eval.runner import _mapped
+    from crossling.multisource import MultiSourcePredictor
+    from crossling.tasks import load_task_model, read_task_data
+
+    p = stage.params
+    task = p["task"]
+    records = read_task_data(task, stage.inputs["test"], to_iob2=p["to_iob2"])
+    if p["limit"] is not None:
+        records = records[: p["limit"]]
+    if p["map_labels"]:
+        records = _mapped(task, records, p["map_labels"], str(stage.inputs["test"]))
+    adapters = [
+        ctx.dep_dir(name) / ctx.dep_result(name)["adapter"]
+        for name in sorted((n for n in stage.deps if n.startswith("adapter")), key=lambda n: int(n[7:]))
+    ]
+    out: dict[str, Any] = {"examples": len(records)}
+    if p["method"] == "finetune":
+        model = load_task_model(adapters[0])
+        labels = model.predict(records).labels
+    else:
+        from crossling.config import HarmonyConfig
+
+        source_packs = [
+            ctx.dep_dir(name) / ctx.dep_result(name)["pack"]
+            for name in sorted(
+                (n for n in stage.deps if n.startswith("source_pack")), key=lambda n: int(n[11:])
+            )
+        ]
+        combine = HarmonyConfig.load(p["combine"])
+        strategy = combine.strategy if len(adapters) > 1 else "uniform"
+        predictor = MultiSourcePredictor.from_pretrained(
+            ctx.dep_dir("target_pack") / ctx.dep_result("target_pack")["pack"],
+            adapters,
+            parallel=stage.inputs.get("parallel"),
+            source_packs=source_packs,
+            strategy=strategy,
+            config=combine,
+        )
+        prediction = predictor.predict_records(records)
+        labels = prediction.labels
+        out["weights"] = {k: round(v, 4) for k, v in predictor.running_weights.items()}
+        out["strategy"] = strategy
+    gold = [r["tags"] if "tags" in r else r["label"] for r in records]
+    metrics = task_metrics(task, gold, labels)
+    out["score"] = metrics[PRIMARY_METRIC[task]]
+    out["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    return out
+
+
+# ---------------------------------------------------------------------- output
+def table_markdown(table: Mapping[str, Any]) -> str:
+    metric = {"accuracy": "accuracy", "f1": "entity F1"}.get(table["metric"], table["metric"])
+    targets = list(table["targets"])
+    with_reference = any(row.get("reference") is not None for row in table["rows"])
+    head = ["row", *targets, "average"] + (["paper (reference)"] if with_reference else [])
+    lines = [
+        f"### {table['title']}",
+        "",
+        f"{metric} (%), budget `{table['budget']}`, base `{table['base']}`, "
+        f"sources {', '.join(table['sources'])}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    footnotes = []
+    for row in table["rows"]:
+        cells = [_pct(row["scores"][t]) for t in targets] + [_pct(row["average"])]
+        label = row["label"]
+        if row.get("note"):
+            footnotes.append(row["note"])
+            label += f" [{len(footnotes)}]"
+        if with_reference:
+            cells.append("" if row.get("reference") is None else str(row["reference"]))
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    lines.append("")
+    lines += [f"[{i}] {note}" for i, note in enumerate(footnotes, 1)]
+    if table.get("reference"):
+        lines.append(f"Rows follow {table['reference']}; the paper's numbers are not ours.")
+    lines += [f"- {note}" for note in table.get("notes") or []]
+    lines += ["", f"Made by `{table['command']}` (crossling {table['crossling']}, {table['date']})."]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def run_recipe(
+    recipe: Recipe | str | os.PathLike[str],
+    work: str | os.PathLike[str] | None = None,
+    *,
+    budget: str = "smoke",
+    only: Sequence[str] | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], RecipeRunner]:
+    """Run a recipe (object or path); returns (the table, the runner with its `events`)."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, budget, data_root)
+    work = Path(work) if work is not None else Path("runs") / recipe.name / recipe.budget
+    runner = RecipeRunner(recipe, work, progress=progress)
+    return runner.run(only), runner
