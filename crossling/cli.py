@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str | None, str, int]] = {
     "analyze": ("analyze", "analyse representations: cross-lingual alignment of parallel sentences", 5),
     "macular": ("macular", "Macular multi-task adversarial training with code-switch augmentation", 8),
     "distill": ("distill", "distil a compact UniBERT-style multilingual student", 7),
-    "bench": (None, "run speed and quality benchmarks", 9),
+    "bench": ("bench", "list and run the speed and quality benchmarks of benchmarks/", 9),
     "recipe": ("recipe", "run a YAML recipe that reproduces a paper table", 9),
     "demo": ("demo", "the README's main job: adapt a real encoder to Chichewa, offline", 2),
     "data": ("data", "inspect and clean corpora and labelled files (readers, cleaning report)", 2),
