@@ -54,7 +54,12 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CROSSLING_DATA", ROOT.parent / "shared" / "data"))
-TEACHER = Path(os.environ.get("CROSSLING_E5", "/work/models/multilingual-e5-small"))
+TEACHER = Path(
+    os.environ.get(
+        "CROSSLING_E5",
+        Path(os.environ.get("CROSSLING_MODELS", ROOT.parent / "models")) / "multilingual-e5-small",
+    )
+)
 RESULTS = ROOT / "benchmarks" / "results" / "distill.json"
 
 XNLI_LANGUAGES = ["ar", "de", "en", "es", "fr", "hi", "ru", "sw", "tr", "zh"]

@@ -46,7 +46,7 @@ def _default_data() -> Path:
 
 
 def _default_models() -> Path:
-    return Path(os.environ.get("CROSSLING_MODELS", "/work/models"))
+    return Path(os.environ.get("CROSSLING_MODELS", Path(__file__).resolve().parents[2] / "models"))
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -129,9 +129,10 @@ def build_adaptable_model(
 
     adapters.init(model)
     if adapter_dir is not None:
-        name = model.load_adapter(
-            str(adapter_dir), load_as=language, set_active=True, use_safetensors=True, with_head=False
-        )
+        with _no_active_adapter_expected():  # activating runs a forward context before it is active
+            name = model.load_adapter(
+                str(adapter_dir), load_as=language, set_active=True, use_safetensors=True, with_head=False
+            )
         if name != language:  # pragma: no cover - adapters returns load_as
             raise ArtifactError(f"adapter in {adapter_dir} loaded as {name!r}, expected {language!r}")
     else:
