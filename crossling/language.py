@@ -391,7 +391,8 @@ class Throughput:
 
 
 # ---------------------------------------------------------------------- training
-def _last_checkpoint(directory: Path) -> str | None:
+def last_checkpoint(directory: Path) -> str | None:
+    """The newest complete `checkpoint-N` in `directory`, or None (shared by every crossling trainer)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(directory)) if directory.is_dir() else None
@@ -421,7 +422,7 @@ def train_language_adapter(
         raise CrosslingError("the training corpus is empty after cleaning")
     work_dir = Path(work_dir)
     checkpoints = work_dir / "checkpoints"
-    last = _last_checkpoint(checkpoints) if resume else None
+    last = last_checkpoint(checkpoints) if resume else None
     if resume and last is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", checkpoints)
 
@@ -512,7 +513,7 @@ def _trainer_class():
             for key, value in parts.items():
                 self._parts.setdefault(key, []).append(value)
             if not torch.isfinite(loss):
-                last = _last_checkpoint(Path(self.args.output_dir))
+                last = last_checkpoint(Path(self.args.output_dir))
                 raise CrosslingError(
                     f"training diverged (loss {float(loss.detach())}) at step {self.state.global_step}; "
                     f"last good checkpoint: {last or 'none yet'}. Lower the learning rate and --resume."

@@ -159,7 +159,8 @@ def _guard_work_dir(work: Path, signature: dict[str, Any], resume: bool, is_main
     refuses to continue a run whose teacher, corpus files, config or training settings changed.
     """
     from crossling.artifacts import write_json_atomic
-    from crossling.distill.train import checkpoint_dir, last_checkpoint
+    from crossling.distill.train import checkpoint_dir
+    from crossling.language import last_checkpoint
 
     last = last_checkpoint(checkpoint_dir(work))
     if last is not None and not resume:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from crossling.errors import CrosslingError
-from crossling.language import Throughput
+from crossling.language import Throughput, last_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +99,6 @@ def mask_tokens(
 def checkpoint_dir(work_dir: str | Path) -> Path:
     """Where the Trainer's checkpoints of a run with work directory `work_dir` go."""
     return Path(work_dir) / "checkpoints"
-
-
-def last_checkpoint(directory: Path) -> str | None:
-    """The newest complete `checkpoint-N` in `directory`, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
 
 
 def _trainer_class():

@@ -40,6 +40,7 @@ from crossling.adversarial import (
 )
 from crossling.config import TaskAdapterConfig, TrainingConfig
 from crossling.errors import ConfigError, CrosslingError
+from crossling.language import last_checkpoint
 from crossling.tasks.data import (
     Records,
     collate,
@@ -138,12 +139,6 @@ def _load_trainable_state(module: nn.Module, checkpoint: str | os.PathLike[str])
             f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}"
         )
     module.load_state_dict(state, strict=False)
-
-
-def _last_checkpoint(directory: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
 
 
 def _trainer_class() -> type:
@@ -269,7 +264,7 @@ def _trainer_class() -> type:
             return (loss, outputs) if return_outputs else loss
 
         def _diverged(self, what: str) -> None:
-            last = _last_checkpoint(Path(self.args.output_dir))
+            last = last_checkpoint(Path(self.args.output_dir))
             raise CrosslingError(
                 f"training diverged at step {self.state.global_step}: {what}. Last good checkpoint: "
                 f"{last or 'none yet'}. Lower the learning rate(s) and rerun with --resume."
@@ -433,7 +428,7 @@ def train_task(
     out = Path(out)
     work_dir = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
     checkpoints = work_dir / "checkpoints"
-    last = _last_checkpoint(checkpoints)
+    last = last_checkpoint(checkpoints)
     if not resume and last is not None:
         raise ConfigError(
             f"{checkpoints} holds checkpoints of an earlier run: pass --resume (resume=True) to continue "
