@@ -11,7 +11,7 @@ chooses on this text, see `vocab_search.json`), so the MLM head is target-sized 
    held-out MLM perplexity before training (step 0) and after. The paper's ablation predicts a clear
    gap in favour of unibridge.
 
-    python benchmarks/bench_adapt.py [--steps 200] [--lines 10000]
+    python benchmarks/bench_adapt.py [--steps 200] [--lines 10000] [--lr 1e-3] [--skip-speed | --skip-quality]
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def quality(base: Path, corpus: Path, tokenizer_dir: Path, work: Path, args) -> 
             max_steps=args.steps,
             batch_size=args.batch_size,
             max_length=args.max_length,
+            **({"learning_rate": args.lr} if args.lr is not None else {}),
             save_steps=args.steps,
             eval_steps=args.steps,
         )
@@ -148,6 +149,7 @@ def quality(base: Path, corpus: Path, tokenizer_dir: Path, work: Path, args) -> 
     ratio = results["random"]["perplexity"] / results["unibridge"]["perplexity"]
     return {
         "steps": args.steps,
+        "learning_rate": training.learning_rate,
         "results": results,
         "perplexity_ratio_random_over_unibridge": round(ratio, 3),
         "expected": "unibridge perplexity clearly below random (UniBridge ablation: init matters most)",
@@ -169,9 +171,13 @@ def main() -> None:
     parser.add_argument("--eval-lines", type=int, default=300)
     parser.add_argument("--ft-dim", type=int, default=300)
     parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE)
+    parser.add_argument("--lr", type=float, help="learning rate of the quality runs (default: the cpu preset's)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from crossling.embeddings import FastTextConfig, initialize
     from crossling.vocab import train_tokenizer
