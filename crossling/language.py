@@ -25,6 +25,8 @@ import torch.nn.functional as F
 
 from crossling.config import LanguageAdapterConfig
 from crossling.errors import ArtifactError, CrosslingError
+from crossling.training_utils import LossPartsLoggingMixin, last_checkpoint, training_arguments
+from crossling.training_utils import Throughput as Throughput  # re-export: it used to live here
 
 logger = logging.getLogger(__name__)
 
@@ -375,29 +377,7 @@ def measure_kl(
     return total / max(batches, 1)
 
 
-class Throughput:
-    """Running count of real (non-pad) tokens per second, for the progress bar."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.tokens = 0
-
-    def add(self, attention_mask: torch.Tensor) -> None:
-        self.tokens += int(attention_mask.sum())
-
-    @property
-    def per_second(self) -> float:
-        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
-
-
 # ---------------------------------------------------------------------- training
-def last_checkpoint(directory: Path) -> str | None:
-    """The newest complete `checkpoint-N` in `directory`, or None (shared by every crossling trainer)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
-
-
 def train_language_adapter(
     adaptable: AdaptableModel,
     lines: list[str],
@@ -416,7 +396,7 @@ def train_language_adapter(
     `transformers.Trainer`, so `torchrun --nproc_per_node N` gives data-parallel training. Returns a
     summary: steps, losses, tokens/s, held-out perplexity and KL when `eval_lines` is given.
     """
-    from transformers import DataCollatorForLanguageModeling, TrainingArguments
+    from transformers import DataCollatorForLanguageModeling
 
     if not lines:
         raise CrosslingError("the training corpus is empty after cleaning")
@@ -434,31 +414,7 @@ def train_language_adapter(
         raise CrosslingError("no training sentence has any token besides the special ones")
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
 
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        learning_rate=training.learning_rate,
-        weight_decay=training.weight_decay,
-        warmup_ratio=training.warmup_ratio,
-        max_grad_norm=training.max_grad_norm,
-        max_steps=training.max_steps,
-        num_train_epochs=training.epochs,
-        save_steps=training.save_steps,
-        save_total_limit=2,
-        logging_steps=max(1, min(50, training.save_steps)),
-        seed=training.seed,
-        data_seed=training.seed,
-        report_to=[],
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        save_safetensors=True,
-        ddp_find_unused_parameters=False,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # without a GPU, say so: otherwise Trainer does not set up gloo DDP under torchrun
-        use_cpu=not torch.cuda.is_available(),
-    )
+    args = training_arguments(training, checkpoints, progress=progress)
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -497,38 +453,21 @@ def train_language_adapter(
 def _trainer_class():
     from transformers import Trainer
 
-    class MlmKlTrainer(Trainer):
+    class MlmKlTrainer(LossPartsLoggingMixin, Trainer):
         """`Trainer` whose loss is MLM + beta * KL, with both parts and tokens/s in the logs."""
 
         def __init__(self, *args: Any, kl_weight: float, temperature: float, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.kl_weight, self.temperature = kl_weight, temperature
-            self.throughput = Throughput()
-            self._parts: dict[str, list[float]] = {}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs, parts = mlm_kl_loss(
                 model, inputs, self.kl_weight, self.temperature, base=self.accelerator.unwrap_model(model)
             )
-            for key, value in parts.items():
-                self._parts.setdefault(key, []).append(value)
-            if not torch.isfinite(loss):
-                last = last_checkpoint(Path(self.args.output_dir))
-                raise CrosslingError(
-                    f"training diverged (loss {float(loss.detach())}) at step {self.state.global_step}; "
-                    f"last good checkpoint: {last or 'none yet'}. Lower the learning rate and --resume."
-                )
-            self.throughput.add(inputs["attention_mask"])
+            self.record_loss_parts(parts)
+            self.check_finite_loss(loss)
+            self.count_tokens(inputs["attention_mask"])
             return (loss, outputs) if return_outputs else loss
-
-        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            if "loss" in logs:
-                for key, values in self._parts.items():
-                    if values:
-                        logs[key] = round(sum(values) / len(values), 4)
-                self._parts = {}
-                logs["tokens_per_s"] = round(self.throughput.per_second, 1)
-            super().log(logs, start_time)
 
     return MlmKlTrainer
 

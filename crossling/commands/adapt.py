@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossling.commands._training import add_training_arguments, training_config
+
 EXAMPLES = """\
 examples:
   crossling adapt --lang khm --base xlm-roberta-base --corpus khm.txt --out packs/khm
@@ -15,43 +17,6 @@ examples:
 Interrupted? Run the same command with --resume: finished stages are reused from OUT.work/ and
 training continues from its last checkpoint.
 """
-
-
-def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    """Options every training command shares; defaults come from the --budget preset."""
-    from crossling.config import BUDGETS
-
-    g = p.add_argument_group("training")
-    g.add_argument(
-        "--budget",
-        choices=BUDGETS,
-        default="cpu",
-        help="preset size of the run: smoke (minutes, tiny), cpu (real model, 2 cores), paper",
-    )
-    g.add_argument("--max-steps", type=int, help="optimiser steps (overrides the budget)")
-    g.add_argument("--epochs", type=float, help="passes over the data when --max-steps is not set")
-    g.add_argument("--batch-size", type=int, help="sentences per batch")
-    g.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
-    g.add_argument("--save-steps", type=int, help="checkpoint every N steps")
-    g.add_argument("--max-length", type=int, help="maximum tokens per sentence (longer ones are truncated)")
-    g.add_argument("--seed", type=int, help="random seed")
-    g.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run from its last checkpoint"
-    )
-
-
-def training_config(args: argparse.Namespace):
-    from crossling.config import TrainingConfig
-
-    overrides = {
-        k: getattr(args, k)
-        for k in ("max_steps", "batch_size", "learning_rate", "save_steps", "max_length", "seed")
-        if getattr(args, k, None) is not None
-    }
-    if getattr(args, "epochs", None) is not None:
-        overrides["epochs"] = args.epochs
-        overrides.setdefault("max_steps", -1)
-    return TrainingConfig.load(args.budget, **overrides)
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -68,7 +33,8 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     p.add_argument(
         "--corpus",
         type=Path,
-        help="monolingual text, one sentence per line (or .jsonl with 'text'); default: Wikipedia",
+        help="monolingual text: one sentence per line, .jsonl with 'text', a Bible verse TSV, or the "
+        "text of a treebank / NER / NLI file (format guessed); default: Wikipedia",
     )
     p.add_argument("--work-dir", type=Path, help="where stages and checkpoints go (default: OUT.work)")
     p.add_argument("--no-clean", action="store_true", help="skip UniBERT-style corpus cleaning")

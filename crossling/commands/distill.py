@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from crossling.commands._training import add_training_arguments, training_config
+
 EXAMPLES = """\
 examples:
   crossling distill --teacher intfloat/multilingual-e5-small --size xxsmall \\
@@ -21,7 +23,6 @@ commands take as --base. Interrupted? Run the same command with --resume.
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    from crossling.commands.adapt import add_training_arguments
     from crossling.distill.config import STUDENT_SIZES
 
     p = sub.add_parser(
@@ -157,26 +158,14 @@ def distill_config(args: argparse.Namespace):
     return DistillConfig.load(args.preset, **overrides)
 
 
-def training_config(args: argparse.Namespace):
-    from crossling.distill.config import distill_training_config
-
-    overrides = {
-        k: getattr(args, k)
-        for k in ("max_steps", "batch_size", "learning_rate", "save_steps", "max_length", "seed")
-        if getattr(args, k, None) is not None
-    }
-    if getattr(args, "epochs", None) is not None:
-        overrides["epochs"] = args.epochs
-        overrides.setdefault("max_steps", -1)
-    return distill_training_config(args.budget, **overrides)
-
-
 def run(args: argparse.Namespace) -> int:
+    from crossling.distill.config import distill_training_config
     from crossling.distill.corpus import parse_corpus_specs
     from crossling.distill.pipeline import distill
 
     corpus = parse_corpus_specs(args.corpus)  # before any model loads: a typo fails at once
-    config, training = distill_config(args), training_config(args)
+    # the budget's sizes with the paper's optimiser settings (distill_training_config) underneath
+    config, training = distill_config(args), training_config(args, load=distill_training_config)
     try:
         student = distill(
             args.teacher,

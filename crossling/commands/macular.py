@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from crossling.commands._training import add_training_arguments, training_config
+
 EXAMPLES = """\
 examples:
   crossling macular --tasks nli,paraphrase --train nli=xnli-en.tsv paraphrase=pawsx-en.tsv \\
@@ -21,8 +23,6 @@ The result is an ordinary TaskAdapter of the target task:
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    from crossling.config import BUDGETS
-
     p = sub.add_parser(
         name,
         help=help_text,
@@ -69,22 +69,24 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     m.add_argument("--task-adv-weight", type=float, help="weight of the uniform-target task loss (0.1)")
     m.add_argument("--multitask-steps", type=int, help="stage-1 steps (default: as many as stage 2)")
     m.add_argument("--reduction-factor", type=int, help="bottleneck reduction of each adapter (16)")
-    g = p.add_argument_group("training")
-    g.add_argument(
-        "--budget", choices=BUDGETS, default="cpu", help="preset size of the run (smoke, cpu, paper)"
+    # a subset: Macular's plain loop (crossling.macular) has no checkpoints; --max-steps sizes stage 2
+    add_training_arguments(
+        p,
+        options=("budget", "max_steps", "batch_size", "learning_rate", "max_length", "seed"),
+        help_texts={
+            "budget": "preset size of the run (smoke, cpu, paper)",
+            "max_steps": "stage-2 optimiser steps (overrides the budget)",
+            "batch_size": "pairs per batch (per task)",
+            "max_length": "maximum tokens per pair",
+            "seed": "random seed (training and code-switching)",
+        },
     )
-    g.add_argument("--max-steps", type=int, help="stage-2 optimiser steps (overrides the budget)")
-    g.add_argument("--batch-size", type=int, help="pairs per batch (per task)")
-    g.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
-    g.add_argument("--max-length", type=int, help="maximum tokens per pair")
-    g.add_argument("--seed", type=int, help="random seed (training and code-switching)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from crossling.commands.train_task import parse_assignments
-    from crossling.config import TrainingConfig
     from crossling.macular import MacularConfig, read_train_assignments, train_macular
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
@@ -105,14 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None
     }
     config = MacularConfig.load(args.config, tasks=tasks, **overrides)
-    training = TrainingConfig.load(
-        args.budget,
-        **{
-            k: getattr(args, k)
-            for k in ("max_steps", "batch_size", "learning_rate", "max_length", "seed")
-            if getattr(args, k) is not None
-        },
-    )
+    training = training_config(args)
     adapter = train_macular(
         read_train_assignments(args.train, "--train"),
         args.out,

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from crossling.commands._training import add_training_arguments, training_config
+
 EXAMPLES = """\
 examples:
   crossling train-task --task ner --train panx/train-en.tsv --dev panx/dev-en.tsv --pack packs/en \\
@@ -40,8 +42,6 @@ def parse_assignments(values: list[str] | None, option: str) -> dict[str, str]:
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    from crossling.commands.adapt import add_training_arguments
-
     p = sub.add_parser(
         name,
         help=help_text,
@@ -137,7 +137,6 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossling.commands.adapt import training_config
     from crossling.config import TaskAdapterConfig
     from crossling.tasks import train_task
 

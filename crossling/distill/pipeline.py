@@ -160,7 +160,7 @@ def _guard_work_dir(work: Path, signature: dict[str, Any], resume: bool, is_main
     """
     from crossling.artifacts import write_json_atomic
     from crossling.distill.train import checkpoint_dir
-    from crossling.language import last_checkpoint
+    from crossling.training_utils import last_checkpoint
 
     last = last_checkpoint(checkpoint_dir(work))
     if last is not None and not resume:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from crossling.errors import CrosslingError
-from crossling.language import Throughput, last_checkpoint
+from crossling.training_utils import LossPartsLoggingMixin, last_checkpoint, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +105,16 @@ def _trainer_class():
     from safetensors.torch import load_model, save_model
     from transformers import Trainer
 
-    class DistillTrainer(Trainer):
+    class DistillTrainer(LossPartsLoggingMixin, Trainer):
         """`Trainer` for a `DistillationModel`: logs every loss term, checkpoints with safetensors."""
+
+        divergence_message = (
+            "distillation diverged ({what}) at step {step}; last good checkpoint: {last}. "
+            "Lower the learning rate and --resume."
+        )
 
         def __init__(self, *args: Any, discriminator_lr_multiplier: float = 1.0, **kwargs: Any):
             super().__init__(*args, **kwargs)
-            self.throughput = Throughput()
-            self._parts: dict[str, list[float]] = {}
             self.discriminator_lr_multiplier = discriminator_lr_multiplier
 
         def create_optimizer(self):
@@ -142,26 +145,11 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = model(**inputs)
             loss = out["loss"]
-            for key in ("encoder_loss", "mlm", "kd", "adv", "adv_accuracy"):
-                if key in out:
-                    self._parts.setdefault(key, []).append(float(out[key].detach()))
-            if not torch.isfinite(loss):
-                last = last_checkpoint(Path(self.args.output_dir))
-                raise CrosslingError(
-                    f"distillation diverged (loss {float(loss.detach())}) at step {self.state.global_step}; "
-                    f"last good checkpoint: {last or 'none yet'}. Lower the learning rate and --resume."
-                )
-            self.throughput.add(inputs["attention_mask"])
+            parts = ("encoder_loss", "mlm", "kd", "adv", "adv_accuracy")
+            self.record_loss_parts({key: float(out[key].detach()) for key in parts if key in out})
+            self.check_finite_loss(loss)
+            self.count_tokens(inputs["attention_mask"])
             return (loss, out) if return_outputs else loss
-
-        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            if "loss" in logs:
-                for key, values in self._parts.items():
-                    if values:
-                        logs[key] = round(sum(values) / len(values), 4)
-                self._parts = {}
-                logs["tokens_per_s"] = round(self.throughput.per_second, 1)
-            super().log(logs, start_time)
 
         # The wrapper is not a PreTrainedModel and its MLM decoder is tied to the embeddings, which
         # safetensors.save_file refuses; save_model/load_model store tied tensors once.
@@ -244,38 +232,13 @@ def train_distillation(
 
     Returns a summary: steps, mean loss, seconds, tokens/s and the logged history of every term.
     """
-    from transformers import TrainingArguments
-
     checkpoints = checkpoint_dir(work_dir)
     last = last_checkpoint(checkpoints) if resume else None
     if resume and last is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", checkpoints)
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        learning_rate=training.learning_rate,
-        weight_decay=training.weight_decay,
-        warmup_ratio=training.warmup_ratio,
-        lr_scheduler_type="linear",
-        max_grad_norm=training.max_grad_norm,
-        max_steps=training.max_steps,
-        num_train_epochs=training.epochs,
-        save_steps=training.save_steps,
-        save_total_limit=2,
-        logging_steps=max(1, min(50, training.save_steps)),
-        seed=training.seed,
-        data_seed=training.seed,
-        report_to=[],
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        save_safetensors=True,
-        ddp_find_unused_parameters=False,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # without a GPU, say so: otherwise Trainer does not set up gloo DDP under torchrun
-        use_cpu=not torch.cuda.is_available(),
-        optim=_adamw(),
+    # the paper's linear schedule with warm-up, stated rather than left to Trainer's default
+    args = training_arguments(
+        training, checkpoints, progress=progress, lr_scheduler_type="linear", optim=_adamw()
     )
     trainer = _trainer_class()(
         model=model,

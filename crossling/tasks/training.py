@@ -40,7 +40,6 @@ from crossling.adversarial import (
 )
 from crossling.config import TaskAdapterConfig, TrainingConfig
 from crossling.errors import ConfigError, CrosslingError
-from crossling.language import last_checkpoint
 from crossling.tasks.data import (
     Records,
     collate,
@@ -61,6 +60,7 @@ from crossling.tasks.model import (
     resolve_pack,
     task_adapter_config,
 )
+from crossling.training_utils import LossPartsLoggingMixin, last_checkpoint, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,14 @@ def _trainer_class() -> type:
                 control.should_save = True
             return control
 
-    class TaskTrainer(Trainer):
+    class TaskTrainer(LossPartsLoggingMixin, Trainer):
+        log_tokens_per_second = False
+        divergence_message = (
+            "training diverged at step {step}: {what}. Last good checkpoint: {last}. "
+            "Lower the learning rate(s) and rerun with --resume."
+        )
+        nonfinite_loss_message = "the training loss is {loss}"
+
         def __init__(
             self,
             *args: Any,
@@ -173,7 +180,6 @@ def _trainer_class() -> type:
             self.adversarial = adversarial
             self.task_config = task_config
             self.generator_params = generator_params
-            self._parts: dict[str, list[float]] = {}
             self._micro = 0
             self.adv_optimizers: dict[str, torch.optim.Optimizer] = {}
             if adversarial == "keung":
@@ -246,9 +252,8 @@ def _trainer_class() -> type:
                         self.args.max_grad_norm,
                     )
                 except DivergenceError as err:
-                    self._diverged(str(err))
-                for key, value in parts.items():
-                    self._parts.setdefault(key, []).append(value)
+                    self.diverged(str(err))
+                self.record_loss_parts(parts)
             return super().training_step(model, inputs, num_items_in_batch)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -256,27 +261,9 @@ def _trainer_class() -> type:
                 inputs = {**inputs, **self._adv_batch()}
             outputs = model(**inputs)
             loss = outputs["loss"]
-            if not torch.isfinite(loss):
-                self._diverged(f"the training loss is {loss.item()}")
-            for key in ("task_loss", "disc_loss"):
-                if key in outputs:
-                    self._parts.setdefault(key, []).append(float(outputs[key]))
+            self.check_finite_loss(loss)
+            self.record_loss_parts({k: float(outputs[k]) for k in ("task_loss", "disc_loss") if k in outputs})
             return (loss, outputs) if return_outputs else loss
-
-        def _diverged(self, what: str) -> None:
-            last = last_checkpoint(Path(self.args.output_dir))
-            raise CrosslingError(
-                f"training diverged at step {self.state.global_step}: {what}. Last good checkpoint: "
-                f"{last or 'none yet'}. Lower the learning rate(s) and rerun with --resume."
-            )
-
-        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            if "loss" in logs:
-                for key, values in self._parts.items():
-                    if values:
-                        logs[key] = round(sum(values) / len(values), 4)
-                self._parts = {}
-            super().log(logs, start_time)
 
         # -------------------------------------------------------------- evaluation on the source dev set
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
@@ -305,7 +292,7 @@ def _trainer_class() -> type:
             # never write such weights as a checkpoint that --resume would then pick up.
             bad = [n for n, p in self.model.named_parameters() if p.requires_grad and not p.isfinite().all()]
             if bad:
-                self._diverged(f"{len(bad)} trainable tensors hold NaN/inf (first: {bad[0]})")
+                self.diverged(f"{len(bad)} trainable tensors hold NaN/inf (first: {bad[0]})")
             return super()._save_checkpoint(model, trial)
 
         def _save(self, output_dir: str | None = None, state_dict=None) -> None:
@@ -403,7 +390,7 @@ def train_task(
     ``OUT.work/checkpoints``). Returns the saved `crossling.artifacts.TaskAdapter`, or with
     `return_model` the pair (TaskAdapter, TaskModel) — the model as trained, still in memory.
     """
-    from transformers import TrainingArguments, set_seed
+    from transformers import set_seed
 
     from crossling.artifacts import TaskAdapter
 
@@ -536,38 +523,19 @@ def train_task(
     if dev_records and training.save_steps % eval_steps:
         eval_steps = training.save_steps  # Trainer keeps the best only among evaluated checkpoints
     metric = "f1" if task == "ner" else "accuracy"
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=training.batch_size,
+    args = training_arguments(
+        training,
+        checkpoints,
+        progress=progress,
         per_device_eval_batch_size=max(training.batch_size, 32),
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        learning_rate=training.learning_rate,
-        weight_decay=training.weight_decay,
-        warmup_ratio=training.warmup_ratio,
-        max_grad_norm=training.max_grad_norm,
-        max_steps=training.max_steps,
-        num_train_epochs=training.epochs,
-        save_steps=training.save_steps,
-        save_total_limit=2,
         eval_strategy="steps" if dev_records else "no",
         eval_steps=eval_steps if dev_records else None,
         load_best_model_at_end=bool(dev_records),
         metric_for_best_model=metric if dev_records else None,
         greater_is_better=True,
-        logging_steps=max(1, min(50, training.save_steps)),
-        seed=training.seed,
-        data_seed=training.seed,
-        report_to=[],
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
         label_names=["labels"],
-        save_safetensors=True,
         # Keung's discriminator trains outside the DDP forward, through its own optimiser
         ddp_find_unused_parameters=adversarial == "keung",
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # without a GPU, say so: otherwise Trainer does not set up gloo DDP under torchrun
-        use_cpu=not torch.cuda.is_available(),
     )
     pad_id = tokenizer.pad_token_id
     trainer = _trainer_class()(

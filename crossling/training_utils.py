@@ -1,0 +1,146 @@
+"""What crossling's three `transformers.Trainer`s share: the language adapter's (crossling.language),
+the task adapters' (crossling.tasks.training) and the distillation's (crossling.distill.train).
+
+* `training_arguments`: `TrainingArguments` from a `TrainingConfig`, with crossling's fixed choices
+  (checkpoints, logging, seeds, CPU/DDP settings); each trainer passes its own extras as overrides.
+* `LossPartsLoggingMixin`: the parts of the loss averaged into every log line, tokens/s, and a clear
+  stop — naming the last good checkpoint — when the loss is no longer finite.
+* `last_checkpoint` and `Throughput`, which both of those rely on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import torch
+
+from crossling.errors import CrosslingError
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+    from crossling.config import TrainingConfig
+
+
+def last_checkpoint(directory: Path) -> str | None:
+    """The newest complete `checkpoint-N` in `directory`, or None (shared by every crossling trainer)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+
+
+class Throughput:
+    """Running count of real (non-pad) tokens per second, for the progress bar."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.tokens = 0
+
+    def add(self, attention_mask: torch.Tensor) -> None:
+        self.tokens += int(attention_mask.sum())
+
+    @property
+    def per_second(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+def training_arguments(
+    training: TrainingConfig, output_dir: str | Path, *, progress: bool = True, **overrides: Any
+) -> TrainingArguments:
+    """`TrainingArguments` for `training`, checkpointing to `output_dir`; `overrides` win.
+
+    The fixed choices: the last two checkpoints kept (a crashed save never loses the only one), in
+    safetensors; logs every min(50, save_steps) steps; data order seeded like the model; no
+    reporting integrations; data loading in the main process (the corpora are in memory already).
+    """
+    from transformers import TrainingArguments
+
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": training.batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "learning_rate": training.learning_rate,
+        "weight_decay": training.weight_decay,
+        "warmup_ratio": training.warmup_ratio,
+        "max_grad_norm": training.max_grad_norm,
+        "max_steps": training.max_steps,
+        "num_train_epochs": training.epochs,
+        "save_steps": training.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": max(1, min(50, training.save_steps)),
+        "seed": training.seed,
+        "data_seed": training.seed,
+        "report_to": [],
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "save_safetensors": True,
+        "ddp_find_unused_parameters": False,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+        # without a GPU, say so: otherwise Trainer does not set up gloo DDP under torchrun
+        "use_cpu": not torch.cuda.is_available(),
+    }
+    return TrainingArguments(**{**kwargs, **overrides})
+
+
+class LossPartsLoggingMixin:
+    """Mix into a `transformers.Trainer` subclass (before Trainer): loss parts and tokens/s in the logs,
+    and a clear error when training diverges.
+
+    `compute_loss` reports with `record_loss_parts` (e.g. {"mlm": .., "kl": ..}), `count_tokens` and
+    `check_finite_loss`; every log line with a "loss" then carries the mean of each part since the
+    previous one and, if `log_tokens_per_second`, "tokens_per_s". The class attributes keep each
+    trainer's own wording of the divergence error.
+    """
+
+    #: add "tokens_per_s" (of the tokens passed to `count_tokens`) to the logs
+    log_tokens_per_second: bool = True
+    #: the divergence error; {what} says what went wrong, {step} and {last} (checkpoint) are filled in
+    divergence_message: str = (
+        "training diverged ({what}) at step {step}; last good checkpoint: {last}. "
+        "Lower the learning rate and --resume."
+    )
+    #: {what} for a loss that is NaN or infinite; {loss} is its value
+    nonfinite_loss_message: str = "loss {loss}"
+
+    # Trainer attributes the mixin relies on (set by Trainer.__init__)
+    args: Any
+    state: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.throughput = Throughput()
+        self._parts: dict[str, list[float]] = {}
+
+    def record_loss_parts(self, parts: Mapping[str, float]) -> None:
+        """Keep the values of this step's loss parts until the next log line averages them."""
+        for key, value in parts.items():
+            self._parts.setdefault(key, []).append(value)
+
+    def count_tokens(self, attention_mask: torch.Tensor) -> None:
+        self.throughput.add(attention_mask)
+
+    def check_finite_loss(self, loss: torch.Tensor) -> None:
+        """Stop with `diverged` when `loss` is NaN or infinite: continuing would only write NaNs."""
+        if not torch.isfinite(loss):
+            self.diverged(self.nonfinite_loss_message.format(loss=float(loss.detach())))
+
+    def diverged(self, what: str) -> NoReturn:
+        """Raise the divergence error, naming the last good checkpoint to --resume from."""
+        last = last_checkpoint(Path(self.args.output_dir))
+        raise CrosslingError(
+            self.divergence_message.format(what=what, step=self.state.global_step, last=last or "none yet")
+        )
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log line (evaluation metrics pass through untouched)
+            for key, values in self._parts.items():
+                if values:
+                    logs[key] = round(sum(values) / len(values), 4)
+            self._parts = {}
+            if self.log_tokens_per_second:
+                logs["tokens_per_s"] = round(self.throughput.per_second, 1)
+        super().log(logs, start_time)
