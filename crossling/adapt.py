@@ -80,12 +80,11 @@ class AdaptOptions:
 
 def load_corpus(language: str, corpus: Path | None) -> tuple[list[str], str]:
     """Lines of the target-language corpus and a description of where they came from."""
-    from crossling.data import read_jsonl, read_text
+    from crossling.data import read_sentences
 
     if corpus is not None:
-        path = Path(corpus)
-        reader = read_jsonl if path.suffix == ".jsonl" else read_text
-        return [r["text"] for r in reader(path)], str(path)
+        # any file with running text: plain lines, JSON lines, a Bible verse TSV, a treebank, NER data
+        return list(read_sentences(corpus)), str(corpus)
     code = _WIKI_CODES.get(language, language)
     try:
         import datasets

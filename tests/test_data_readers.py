@@ -20,12 +20,13 @@ from crossling.data import (
     read_jsonl,
     read_parallel,
     read_pawsx,
+    read_sentences,
     read_text,
     read_udhr,
     read_xnli,
     read_xtreme,
 )
-from crossling.errors import DataFormatError
+from crossling.errors import ConfigError, DataFormatError
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -455,3 +456,30 @@ def test_guess_format_failures(tmp_path):
     p = write(tmp_path / "empty.txt", "")
     with fails_at(p, None, "empty file"):
         read(p)
+
+
+def test_read_sentences_gives_the_running_text_of_every_format(tmp_path):
+    files = {
+        "plain.txt": "Mbaʼéichapa\n\nAipota chipa\n",
+        "verses.tsv": "b.MAT.1.1\tEn el principio\nb.MAT.1.2\tY la tierra\n",
+        "pairs.tsv": "A man sleeps\tA person rests\tentailment\nIt rains\tIt is dry\tcontradiction\n",
+        "ner.txt": "Juan B-PER\nvive O\n\nen O\nLima B-LOC\n",
+        "tb.conllu": "1\tkanja\tkanja\tNOUN\t_\t_\t0\troot\t_\t_\n"
+        "2\tmbeu\tmbeu\tVERB\t_\t_\t1\tdep\t_\t_\n\n",
+        "table.tsv": "a\tb\tc\td\nthe whole\tline\tstays\ttogether\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    got = {name: list(read_sentences(tmp_path / name)) for name in files}
+    assert got["plain.txt"] == ["Mbaʼéichapa", "Aipota chipa"]
+    assert got["verses.tsv"] == ["En el principio", "Y la tierra"]
+    assert got["pairs.tsv"] == ["A man sleeps", "A person rests", "It rains", "It is dry"]
+    assert got["ner.txt"] == ["Juan vive", "en Lima"]
+    assert got["tb.conllu"] == ["kanja mbeu"]
+    # a layout crossling does not know is read as plain lines rather than refused
+    assert got["table.tsv"] == ["a\tb\tc\td", "the whole\tline\tstays\ttogether"]
+    with pytest.raises(ConfigError, match="no running text"):
+        list(read_sentences(tmp_path / "pairs.tsv", format="anli-alignment"))
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    with pytest.raises(DataFormatError):
+        list(read_sentences(tmp_path / "empty.txt"))

@@ -20,7 +20,7 @@ from crossling.data.bridge import to_dataset
 from crossling.data.cleaning import CleaningReport, clean_file, clean_lines, remove_hidden_chars, strip_markup
 from crossling.data.conll import NER_TAGS, UPOS_TAGS, iob1_to_iob2, read_conllu, read_iob, read_xtreme
 from crossling.data.corpus import read_bible, read_jsonl, read_text, read_udhr
-from crossling.data.formats import FORMATS, guess_format, read
+from crossling.data.formats import FORMATS, guess_format, read, read_sentences
 from crossling.data.pairs import (
     NLI_LABELS,
     PAWSX_LABELS,
@@ -54,6 +54,7 @@ __all__ = [
     "read_jsonl",
     "read_parallel",
     "read_pawsx",
+    "read_sentences",
     "read_text",
     "read_tsv",
     "read_udhr",

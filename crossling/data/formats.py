@@ -122,3 +122,47 @@ def read(path: PathLike, format: str = "auto", **options: Any) -> Iterator[dict[
     if fmt not in FORMATS:
         raise ConfigError(f"unknown data format {format!r}; choose 'auto' or one of {', '.join(FORMATS)}")
     return FORMATS[fmt][0](Path(path), **options)
+
+
+# Which fields of a record are running text, by format (tagging formats: the tokens, space-joined).
+_SENTENCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("text",),
+    "jsonl": ("text",),
+    "bible": ("text",),
+    "udhr": ("text",),
+    "nli": ("premise", "hypothesis"),
+    "pawsx": ("sentence1", "sentence2"),
+    "americasnli": ("premise", "hypothesis"),
+    "conllu": ("tokens",),
+    "xtreme": ("tokens",),
+    "iob": ("tokens",),
+}
+
+
+def read_sentences(path: PathLike, format: str = "auto") -> Iterator[str]:
+    """The running text of any corpus or labelled file crossling reads, one sentence per item.
+
+    Plain text and UDHR give their lines, Bible verse TSVs and JSON lines their text field, NLI and
+    paraphrase pairs both sentences, CoNLL-U / XTREME / IOB files their tokens joined by spaces (labels
+    unused). This is what lets a treebank or a NER training set serve as unlabelled text for language
+    adaptation. A file whose layout is not recognised ("auto") is read as plain lines.
+    """
+    if format == "auto":
+        try:
+            format = guess_format(path)
+        except DataFormatError as err:
+            if "empty" in str(err):
+                raise
+            format = "text"
+        if format not in _SENTENCE_FIELDS:  # e.g. some TSV: each line whole, as plain text would be
+            format = "text"
+    elif format not in _SENTENCE_FIELDS:
+        raise ConfigError(
+            f"{path}: a {format!r} file has no running text; formats with text: {', '.join(_SENTENCE_FIELDS)}"
+        )
+    for record in read(path, format):
+        for key in _SENTENCE_FIELDS[format]:
+            value = record[key]
+            text = " ".join(value) if isinstance(value, list) else str(value)
+            if text.strip():
+                yield text.strip()

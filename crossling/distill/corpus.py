@@ -62,30 +62,11 @@ def normalise_corpus(corpus: CorpusSpec) -> dict[str, list[Path]]:
     return out
 
 
-def _record_texts(record: dict[str, Any], path: Path) -> list[str]:
-    """The sentences of one record of any reader: text, sentence pairs, or token lists."""
-    if "text" in record:
-        return [record["text"]]
-    for a, b in (("premise", "hypothesis"), ("sentence1", "sentence2")):
-        if a in record:
-            return [record[a], record[b]]
-    if "tokens" in record:
-        return [" ".join(record["tokens"])]
-    raise CrosslingError(
-        f"{path}: no text in its records (fields {', '.join(sorted(record))}); pass plain text, one sentence "
-        "per line"
-    )
-
-
 def read_language_lines(paths: Sequence[Path]) -> list[str]:
-    """Every sentence of `paths` (format guessed by crossling.data.read), in order."""
-    from crossling.data import read
+    """Every sentence of `paths`, in order (`crossling.data.read_sentences`: the format is guessed)."""
+    from crossling.data import read_sentences
 
-    lines: list[str] = []
-    for path in paths:
-        for record in read(path):
-            lines.extend(_record_texts(record, path))
-    return lines
+    return [line for path in paths for line in read_sentences(path)]
 
 
 @dataclass
