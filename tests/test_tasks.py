@@ -5,6 +5,7 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from crossling.artifacts import TaskAdapter
 from crossling.config import TrainingConfig
+from crossling.data import UPOS_TAGS
 from crossling.errors import ConfigError, CrosslingError, DataFormatError
 from crossling.tasks import (
     build_label_map,
@@ -75,6 +76,16 @@ def test_label_map_order_and_dev_labels_missing_from_train():
         build_label_map("ner", train, dev, dev_name="dev.tsv")
     pairs = [{"label": x} for x in ("contradiction", "entailment", "neutral")]
     assert build_label_map("nli", pairs) == ["entailment", "neutral", "contradiction"]
+
+
+def test_pos_label_map_is_all_of_upos_so_treebanks_share_it():
+    en = [{"tokens": ["dogs", "run"], "tags": ["NOUN", "VERB"]}]
+    ar = [{"tokens": ["x", "y"], "tags": ["PROPN", "X"]}]
+    assert build_label_map("pos", en) == build_label_map("pos", ar) == sorted(UPOS_TAGS)
+    # a target tag the training treebank lacks is scorable, not refused
+    build_label_map("pos", en, [{"tokens": ["%"], "tags": ["SYM"]}])
+    # tags outside UPOS (e.g. a language-specific XPOS file) keep the training-only rule
+    assert build_label_map("pos", [{"tokens": ["a"], "tags": ["NN"]}]) == ["NN"]
 
 
 def test_ner_tags_must_be_iob2(tmp_path):

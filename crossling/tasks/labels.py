@@ -3,6 +3,10 @@
 A label map is a list of label names in id order, stored in the TaskAdapter's crossling.json. It is
 built from the training data only; development and evaluation data may not bring labels of their
 own (a tag the head never saw cannot be predicted, and silently dropping it would inflate scores).
+The one exception is POS with Universal Dependencies tags: that inventory is closed (17 UPOS tags),
+so a POS adapter whose training tags are all UPOS gets all 17. Adapters trained on different
+treebanks then share one label map (multi-source inference needs that), and a target tag the source
+treebank lacks is a scorable error rather than a refused file.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from crossling.data.conll import UPOS_TAGS
 from crossling.errors import DataFormatError
 
 TAGGING_TASKS = ("ner", "pos")
@@ -68,6 +73,8 @@ def build_label_map(
     labels = order_labels(task, label_counts(task, train))
     if not labels:
         raise DataFormatError(train_name, None, "no labels found in the training data")
+    if task == "pos" and set(labels) <= UPOS_TAGS:
+        labels = sorted(UPOS_TAGS)
     if dev is not None:
         check_known_labels(task, dev, labels, source=dev_name, against=train_name)
     return labels
