@@ -58,6 +58,17 @@ _TOP_KEYS = {
     "defaults": "stage settings every row starts from",
     "rows": "the rows of the table",
     "notes": "lines printed under the table",
+    "student": "a UniBERT-style student distilled from the base, for rows with model: student "
+    "(size, preset, corpus {lang: path or paths}, corpus_lines, training)",
+    "compare": "pairs of rows summarised under the table: [{label, each: ROW, all: ROW}] gives the "
+    "relative improvement of 'all' over 'each' and a paired t-test across targets",
+}
+_STUDENT_KEYS = {
+    "size": "xxsmall, xsmall or small",
+    "preset": "DistillConfig preset (unibert, no-adv, mlm-only) or options",
+    "corpus": "{lang: path or list of paths} of distillation text",
+    "corpus_lines": "at most this many lines per language (null: all)",
+    "training": "TrainingConfig of the distillation (preset name or options)",
 }
 _DATA_KEYS = {
     "task_train": "labelled source data, {lang} replaced by the source language",
@@ -66,23 +77,37 @@ _DATA_KEYS = {
     "dev_examples": "dev examples (the best checkpoint is chosen on them)",
     "test": "labelled target data, {lang} replaced by the target language",
     "test_limit": "evaluate on the first N target examples (null: all)",
-    "source_corpus": "monolingual text of a source language ({lang}); a labelled pair file gives its text",
-    "target_corpus": "{target: path} of monolingual text for target language adaptation",
+    "test_skip": "skip the first N target examples (e.g. translations of the training rows)",
+    "source_corpus": "text of a source language ({lang}): a path or a list of paths (any format with "
+    "running text: plain lines, Bible TSV, UDHR, or the text of a labelled file)",
+    "target_corpus": "{target: path or list of paths} of text for target language adaptation",
     "corpus_lines": "use at most this many corpus lines per language (null: all)",
     "parallel": "parallel sentences for harmony weights (AmericasNLI alignment table or TSV)",
     "unlabelled": "text of other languages for adversarial training ({lang}; a tagging file: labels unused)",
     "to_iob2": "convert IOB1 NER tags to IOB2 when reading",
     "map_labels": "rename gold labels of the target data before scoring, e.g. {B-MISC: O}",
+    "similar_task": "Macular rows: the similar task trained alongside (e.g. paraphrase for nli)",
+    "similar_train": "Macular rows: labelled data of the similar task ({lang}: the source)",
+    "dictionaries": "Macular rows: {lang: TSV of word pairs} from the source language",
+    "dictionary_parallel": "Macular rows: {lang} files parallel to task_train, dictionaries induced "
+    "from their first train_examples rows (used for languages without a TSV)",
+    "dictionary_languages": "Macular rows: code-switching languages whose dictionaries are induced",
 }
 _ROW_KEYS = {
     "name": "row id (for --only)",
     "label": "row label in the table",
-    "method": "finetune (full fine-tuning of the base model) or adapters (packs + task adapters)",
+    "method": "finetune (full fine-tuning of the base model), adapters (packs + task adapters, a target "
+    "pack per target), source-pack (task adapter read through its source pack: targets the base "
+    "already covers) or macular (a Macular adapter on the first source, read like source-pack)",
     "sources": "source languages of this row (default: the recipe's)",
     "source_pack": "overrides of defaults.source_pack",
     "target_pack": "overrides of defaults.target_pack",
     "task_adapter": "overrides of defaults.task_adapter (TaskAdapterConfig options)",
     "combine": "overrides of defaults.combine (HarmonyConfig options)",
+    "macular": "overrides of defaults.macular (MacularConfig: a preset name or options)",
+    "model": "base (default) or student (the recipe's distilled student) as the encoder",
+    "train_on": "finetune rows: each (one model per target, on its own task data) or all (one model on "
+    "every target's task data); default: the first source",
     "note": "a footnote for the row",
     "reference": "the paper's number for this row (shown in its own column)",
 }
@@ -97,7 +122,8 @@ _PACK_KEYS = {
     "clean": "clean the corpus (UniBERT-style) first",
     "eval_lines": "held-out corpus lines for the perplexity report",
 }
-_DEFAULT_KEYS = ("source_pack", "target_pack", "task_adapter", "combine")
+_DEFAULT_KEYS = ("source_pack", "target_pack", "task_adapter", "combine", "macular")
+METHODS = ("finetune", "adapters", "source-pack", "macular")
 _TRAINING_KEYS = ("language_adapter", "task_adapter")
 
 
@@ -166,6 +192,9 @@ class Row:
     target_pack: dict[str, Any]
     task_adapter: Any  # TaskAdapterConfig
     combine: Any  # HarmonyConfig
+    macular: dict[str, Any] | None = None  # MacularConfig options (macular rows)
+    model: str = "base"  # or "student"
+    train_on: str | None = None  # finetune rows: "each" or "all"
     note: str | None = None
     reference: Any = None
 
@@ -187,26 +216,45 @@ class Recipe:
     reference: str | None = None
     description: str | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    student: dict[str, Any] | None = None
+    compare: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     def data_path(self, key: str, language: str | None = None, *, where: str | None = None) -> Path:
         """The data file `data.KEY` (for `language`), checked to exist."""
-        value = self.data.get(key)
+        return self._paths(key, language, many=False)[0]
+
+    def data_paths(self, key: str, language: str | None = None) -> list[Path]:
+        """Like `data_path`, for keys whose value may also be a list of files (the corpora)."""
+        return self._paths(key, language, many=True)
+
+    def data_paths_of(self, spec: Mapping[str, Any], language: str, where: str) -> list[Path]:
+        """Files of {lang: path or paths} mappings outside `data` (the student's corpus)."""
+        return self._paths(where, language, many=True, value=spec)
+
+    def _paths(self, key: str, language: str | None, many: bool, value: Any = None) -> list[Path]:
+        name = key if value is not None else f"data.{key}"  # how the recipe file spells it
+        value = self.data.get(key) if value is None else value
         if isinstance(value, Mapping):
             if language not in value:
                 raise ConfigError(
-                    f"{self.path}: data.{key} has no entry for {language!r} (given: {', '.join(value)})"
+                    f"{self.path}: {name} has no entry for {language!r} (given: {', '.join(value)})"
                 )
             value = value[language]
-        if not isinstance(value, str):
-            raise ConfigError(f"{self.path}: data.{key} must be a path relative to the data root")
-        path = self.data_root / value.replace("{lang}", language or "")
-        if not path.is_file():
-            what = f"data.{key}" + (f" for {language}" if language else "")
-            raise ConfigError(
-                f"missing data file {path} ({what} in {self.path}; data root {self.data_root}: "
-                "set --data-root or CROSSLING_DATA)"
-            )
-        return path
+        values = value if many and isinstance(value, list) and value else [value]
+        if not all(isinstance(v, str) for v in values):
+            what = "a path or a list of paths" if many else "a path"
+            raise ConfigError(f"{self.path}: {name} must be {what} relative to the data root")
+        paths = []
+        for item in values:
+            path = self.data_root / item.replace("{lang}", language or "")
+            if not path.is_file():
+                what = name + (f" for {language}" if language else "")
+                raise ConfigError(
+                    f"missing data file {path} ({what} in {self.path}; data root {self.data_root}: "
+                    "set --data-root or CROSSLING_DATA)"
+                )
+            paths.append(path)
+        return paths
 
 
 def default_data_root() -> Path:
@@ -290,9 +338,9 @@ def load_recipe(
             raise ConfigError(f"{row_where}: missing key 'name'")
         row_where = f"{where}: rows[{i}] ({row['name']})"
         method = row.get("method", "adapters")
-        if method not in ("finetune", "adapters"):
-            raise ConfigError(f"{row_where}.method: {method!r} is not finetune or adapters")
-        merged = {k: _merge(defaults.get(k) or {}, row.get(k) or {}) for k in _DEFAULT_KEYS}
+        if method not in METHODS:
+            raise ConfigError(f"{row_where}.method: {method!r} is not one of {', '.join(METHODS)}")
+        merged = {k: _merge(_preset_map(defaults.get(k)), _preset_map(row.get(k))) for k in _DEFAULT_KEYS}
         for key in ("source_pack", "target_pack"):
             _check_keys(merged[key], _PACK_KEYS, f"{row_where}.{key}")
             for sub, cls in (("vocab_search", VocabSearchConfig), ("adapter", LanguageAdapterConfig)):
@@ -312,6 +360,19 @@ def load_recipe(
         unknown = sorted(set(row_sources) - set(sources))
         if unknown:
             raise ConfigError(f"{row_where}.sources: {unknown[0]!r} is not one of the recipe's sources")
+        macular = None
+        if method == "macular":
+            macular = _macular_options(merged["macular"], task, data, f"{row_where}.macular")
+        if method in ("source-pack", "macular") and len(row_sources) != 1:
+            raise ConfigError(f"{row_where}: a {method} row reads targets through one source pack")
+        model = row.get("model", "base")
+        if model not in ("base", "student"):
+            raise ConfigError(f"{row_where}.model: {model!r} is not base or student")
+        if model == "student" and not raw.get("student"):
+            raise ConfigError(f"{row_where}.model: student, but the recipe has no 'student' section")
+        train_on = row.get("train_on")
+        if train_on is not None and (train_on not in ("each", "all") or method != "finetune"):
+            raise ConfigError(f"{row_where}.train_on: 'each' or 'all', for finetune rows only")
         rows.append(
             Row(
                 name=str(row["name"]),
@@ -322,6 +383,9 @@ def load_recipe(
                 target_pack=merged["target_pack"],
                 task_adapter=task_cfg,
                 combine=combine,
+                macular=macular,
+                model=model,
+                train_on=train_on,
                 note=row.get("note"),
                 reference=row.get("reference"),
             )
@@ -331,6 +395,21 @@ def load_recipe(
     if dupes:
         raise ConfigError(f"{where}: row name {dupes[0]!r} is used twice")
     notes = raw.get("notes") or []
+    student = None
+    if raw.get("student"):
+        student = _check_keys(raw["student"], _STUDENT_KEYS, f"{where}: student")
+        from crossling.distill.config import DISTILL_TRAINING_DEFAULTS
+
+        # the paper's optimiser settings under whatever the recipe gives (as `crossling distill`)
+        spec = {**DISTILL_TRAINING_DEFAULTS, **_preset_map(student.get("training", budget))}
+        student["training"] = _config(TrainingConfig, spec, f"{where}: student.training").to_dict()
+    compare = raw.get("compare") or []
+    for i, pair in enumerate(compare):
+        pair_where = f"{where}: compare[{i}]"
+        _check_keys(pair, {"label": "", "each": "", "all": ""}, pair_where)
+        for side in ("each", "all"):
+            if pair.get(side) not in names:
+                raise ConfigError(f"{pair_where}.{side}: {pair.get(side)!r} is not a row name")
     recipe = Recipe(
         path=path,
         budget=budget,
@@ -347,6 +426,8 @@ def load_recipe(
         reference=raw.get("reference"),
         description=raw.get("description"),
         notes=[notes] if isinstance(notes, str) else list(notes),
+        student=student,
+        compare=[dict(p) for p in compare],
     )
     _check_data(recipe)
     return recipe
@@ -360,6 +441,28 @@ def _languages(value: Any, where: str) -> list[str]:
     return list(value)
 
 
+def _preset_map(value: Any) -> dict[str, Any]:
+    """A section given as a preset name becomes {"preset": name}, so rows can override it."""
+    if value is None:
+        return {}
+    return {"preset": value} if isinstance(value, str) else dict(value)
+
+
+def _macular_options(spec: Mapping[str, Any], task: str, data: Mapping[str, Any], where: str) -> dict:
+    """MacularConfig options of a row: its preset + options, tasks = [task, data.similar_task]."""
+    from crossling.macular import MacularConfig
+
+    similar = data.get("similar_task")
+    tasks = [task] if not similar else [task, similar]
+    options = {k: v for k, v in spec.items() if k != "preset"}
+    preset = dict(MacularConfig.PRESETS.get(spec.get("preset", "macular"), {}))
+    if spec.get("preset", "macular") not in MacularConfig.PRESETS:
+        raise ConfigError(
+            f"{where}: unknown preset {spec['preset']!r} (presets: {', '.join(MacularConfig.PRESETS)})"
+        )
+    return _config(MacularConfig, {"tasks": tasks, **preset, **options}, where).to_dict()
+
+
 def _check_data(recipe: Recipe) -> None:
     """Every file the recipe's rows read exists (checked before anything runs)."""
     needed_sources = sorted({s for r in recipe.rows for s in r.sources}, key=recipe.sources.index)
@@ -368,17 +471,44 @@ def _check_data(recipe: Recipe) -> None:
             recipe.data_path(key, source)
     for target in recipe.targets:
         recipe.data_path("test", target)
-    if any(r.method == "adapters" for r in recipe.rows):
+        if any(r.train_on for r in recipe.rows):
+            recipe.data_path("task_train", target)
+    if recipe.student:
+        for lang in recipe.student.get("corpus") or {}:
+            recipe.data_paths_of(recipe.student["corpus"], lang, "student.corpus")
+    if any(r.method != "finetune" for r in recipe.rows):
         for source in needed_sources:
-            recipe.data_path("source_corpus", source)
+            recipe.data_paths("source_corpus", source)
+    if any(r.method == "adapters" for r in recipe.rows):
         for target in recipe.targets:
-            recipe.data_path("target_corpus", target)
+            recipe.data_paths("target_corpus", target)
+    for row in recipe.rows:
+        if row.method == "macular":
+            source = row.sources[0]
+            if len(row.macular["tasks"]) > 1:
+                recipe.data_path("similar_train", source)
+            if row.macular.get("code_switch", True):
+                for lang in _dictionary_languages(recipe, row):
+                    if lang in (recipe.data.get("dictionaries") or {}):
+                        recipe.data_path("dictionaries", lang)
+                    else:
+                        recipe.data_path("dictionary_parallel", lang)
     if any(r.method == "adapters" and r.combine.strategy in ("harmony", "best") for r in recipe.rows):
         recipe.data_path("parallel")
     if any(r.task_adapter.adversarial != "none" for r in recipe.rows):
         for target in recipe.targets:
             recipe.data_path("unlabelled", target)
     _resolve_base(recipe, check=True)
+
+
+def _dictionary_languages(recipe: Recipe, row: Row) -> list[str]:
+    langs = list(recipe.data.get("dictionaries") or {}) + list(recipe.data.get("dictionary_languages") or [])
+    if not langs:
+        raise ConfigError(
+            f"{recipe.path}: row {row.name!r} code-switches, so data.dictionaries or "
+            "data.dictionary_languages (+ data.dictionary_parallel) must name its languages"
+        )
+    return list(dict.fromkeys(langs))
 
 
 def _resolve_base(recipe: Recipe, check: bool = False) -> Path | None:
@@ -459,18 +589,33 @@ class RecipeRunner:
 
     def _plan(self) -> None:
         r = self.recipe
-        base = self._base_stage()
+        teacher = self._base_stage()
+        student = self._student_stage(teacher) if r.student else None
         for row in r.rows:
+            base = student if row.model == "student" else teacher
             if row.method == "finetune":
-                (source,) = row.sources[:1] or [r.sources[0]]
-                adapter = self._task_stage(row, source, base, pack=None)
+                if row.train_on == "all":  # one model on every target's task data
+                    adapter = self._task_stage(row, r.targets, base, pack=None)
                 for target in r.targets:
+                    if row.train_on == "each":  # one model per target, on its own task data
+                        adapter = self._task_stage(row, [target], base, pack=None)
+                    elif row.train_on is None:
+                        adapter = self._task_stage(row, row.sources[:1], base, pack=None)
                     self.cells[(row.name, target)] = self._eval_stage(row, target, base, [adapter], [], None)
                 continue
             packs = [self._pack_stage(row.source_pack, s, "source", base) for s in row.sources]
-            adapters = [
-                self._task_stage(row, s, base, pack=p) for s, p in zip(row.sources, packs, strict=True)
-            ]
+            if row.method == "macular":
+                adapters = [self._macular_stage(row, row.sources[0], base, packs[0])]
+            else:
+                adapters = [
+                    self._task_stage(row, [s], base, pack=p) for s, p in zip(row.sources, packs, strict=True)
+                ]
+            if row.method in ("source-pack", "macular"):
+                for target in r.targets:
+                    self.cells[(row.name, target)] = self._eval_stage(
+                        row, target, base, adapters, packs, None
+                    )
+                continue
             for target in r.targets:
                 target_pack = self._pack_stage(row.target_pack, target, "target", base)
                 self.cells[(row.name, target)] = self._eval_stage(
@@ -490,12 +635,11 @@ class RecipeRunner:
 
     def _pack_stage(self, spec: dict[str, Any], language: str, role: str, base: Stage) -> Stage:
         r = self.recipe
-        corpus = r.data_path(f"{role}_corpus", language)
+        corpora = r.data_paths(f"{role}_corpus", language)
         params = {
             "language": language,
             "pack": spec,
             "corpus_lines": r.data.get("corpus_lines"),
-            "corpus_format": "pairs" if role == "source" and _is_pair_file(r.task, corpus) else "text",
             "training": r.training["language_adapter"].to_dict(),
         }
         return self._stage(
@@ -504,11 +648,23 @@ class RecipeRunner:
             params,
             _run_pack,
             deps={"base": base},
-            inputs={"corpus": corpus},
+            inputs={f"corpus{i}": path for i, path in enumerate(corpora)},
         )
 
-    def _task_stage(self, row: Row, source: str, base: Stage, pack: Stage | None) -> Stage:
+    def _student_stage(self, teacher: Stage) -> Stage:
+        spec = dict(self.recipe.student or {})
+        corpus = spec.get("corpus") or {}
+        inputs = {
+            f"corpus_{lang}_{i}": path
+            for lang in corpus
+            for i, path in enumerate(self.recipe.data_paths_of(corpus, lang, "student.corpus"))
+        }
+        params = {k: v for k, v in spec.items() if k != "corpus"} | {"languages": list(corpus)}
+        return self._stage("student", "distilled student", params, _run_student, {"base": teacher}, inputs)
+
+    def _task_stage(self, row: Row, languages: list[str], base: Stage, pack: Stage | None) -> Stage:
         r = self.recipe
+        source = languages[0] if len(languages) == 1 else "+".join(languages)
         params = {
             "task": r.task,
             "language": source,
@@ -518,14 +674,43 @@ class RecipeRunner:
             "dev_examples": r.data.get("dev_examples"),
             "to_iob2": bool(r.data.get("to_iob2", False)),
         }
-        inputs = {"train": r.data_path("task_train", source)}
-        if r.data.get("task_dev"):
-            inputs["dev"] = r.data_path("task_dev", source)
+        if len(languages) == 1:
+            inputs = {"train": r.data_path("task_train", source)}
+            if r.data.get("task_dev"):
+                inputs["dev"] = r.data_path("task_dev", source)
+        else:  # several languages' task data, concatenated (each cut to train_examples)
+            inputs = {f"train_{lang}": r.data_path("task_train", lang) for lang in languages}
+            if r.data.get("task_dev"):
+                inputs.update({f"dev_{lang}": r.data_path("task_dev", lang) for lang in languages})
         if row.task_adapter.adversarial != "none":
             for target in r.targets:
                 inputs[f"unlabelled_{target}"] = r.data_path("unlabelled", target)
         deps = {"base": base} if pack is None else {"base": base, "pack": pack}
         return self._stage("task", f"task adapter {source} ({row.name})", params, _run_task, deps, inputs)
+
+    def _macular_stage(self, row: Row, source: str, base: Stage, pack: Stage) -> Stage:
+        r = self.recipe
+        params = {
+            "task": r.task,
+            "language": source,
+            "config": row.macular,
+            "training": r.training["task_adapter"].to_dict(),
+            "train_examples": r.data.get("train_examples"),
+            "dev_examples": r.data.get("dev_examples"),
+        }
+        inputs = {"train": r.data_path("task_train", source)}
+        if len(row.macular["tasks"]) > 1:
+            inputs["similar"] = r.data_path("similar_train", source)
+        if row.macular.get("code_switch", True):
+            for lang in _dictionary_languages(r, row):
+                if lang in (r.data.get("dictionaries") or {}):
+                    inputs[f"dictionary_{lang}"] = r.data_path("dictionaries", lang)
+                else:
+                    inputs[f"parallel_{lang}"] = r.data_path("dictionary_parallel", lang)
+        deps = {"base": base, "pack": pack}
+        return self._stage(
+            "macular", f"Macular adapter {source} ({row.name})", params, _run_macular, deps, inputs
+        )
 
     def _eval_stage(self, row, target, base, adapters, packs, target_pack) -> Stage:
         r = self.recipe
@@ -535,6 +720,7 @@ class RecipeRunner:
             "method": row.method,
             "combine": row.combine.to_dict(),
             "limit": r.data.get("test_limit"),
+            "skip": r.data.get("test_skip") or 0,
             "to_iob2": bool(r.data.get("to_iob2", False)),
             "map_labels": r.data.get("map_labels"),
         }
@@ -653,6 +839,7 @@ class RecipeRunner:
             "targets": r.targets,
             "rows": rows,
             "notes": r.notes,
+            "comparisons": [compare_rows(rows, pair) for pair in r.compare],
             "command": command,
             "crossling": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -687,15 +874,11 @@ class _StageContext:
         return str(self.dep_dir("base") / res["model"]) if res.get("built") else res["model"]
 
 
-def _display_path(path: Path) -> str:
+def _display_path(path: Path, root: Path | None = None) -> str:
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
+        return str(path.resolve().relative_to((root or Path.cwd()).resolve()))
     except ValueError:
         return str(path)
-
-
-def _is_pair_file(task: str, path: Path) -> bool:
-    return task in ("nli", "paraphrase") and path.suffix == ".tsv"
 
 
 # ---------------------------------------------------------------------- stage functions
@@ -722,17 +905,16 @@ def _clear(path: Path) -> None:
 def _run_pack(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     from crossling.adapt import AdaptOptions, adapt
     from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchConfig
+    from crossling.data import guess_format, read_sentences
     from crossling.multisource import write_text_atomic
-    from crossling.tasks.data import read_task_data
 
     p, spec = stage.params, stage.params["pack"]
-    corpus = stage.inputs["corpus"]
-    if p["corpus_format"] == "pairs":  # monolingual text of a source: both sides of its labelled pairs
-        seen: dict[str, None] = {}
-        for record in read_task_data(ctx.recipe.task, corpus):
-            seen.setdefault(record["text_a"].strip())
-            seen.setdefault(record["text_b"].strip())
-        corpus = write_text_atomic(ctx.dir / "corpus.txt", "\n".join(s for s in seen if s) + "\n")
+    files = [stage.inputs[k] for k in sorted(stage.inputs, key=lambda k: int(k.removeprefix("corpus")))]
+    if len(files) == 1 and guess_format(files[0]) == "text":
+        corpus = files[0]
+    else:  # several files, or labelled / structured ones: their running text, duplicates dropped
+        seen = dict.fromkeys(s for path in files for s in read_sentences(path))
+        corpus = write_text_atomic(ctx.dir / "corpus.txt", "\n".join(seen) + "\n")
     work = ctx.dir / "work"
     options = AdaptOptions(
         corpus=corpus,
@@ -755,6 +937,7 @@ def _run_pack(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     pack = adapt(p["language"], ctx.base_path(), ctx.dir / "pack", options)
     reports = pack.reports
     summary = {
+        "corpus_files": [_display_path(f, ctx.recipe.data_root) for f in files],
         "corpus": {k: reports.get("corpus", {}).get(k) for k in ("source", "train_lines", "eval_lines")},
         "training": {k: reports.get("training", {}).get(k) for k in ("steps", "train_loss")},
     }
@@ -767,23 +950,14 @@ def _run_pack(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
 
 def _run_task(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     from crossling.config import TaskAdapterConfig, TrainingConfig
-    from crossling.tasks import read_task_data, train_task
+    from crossling.tasks import train_task
 
     p = stage.params
-    records = read_task_data(p["task"], stage.inputs["train"], to_iob2=p["to_iob2"])
-    n_train, n_dev = p["train_examples"], p["dev_examples"]
-    train = records[:n_train] if n_train is not None else records
-    if "dev" in stage.inputs:
-        dev = read_task_data(p["task"], stage.inputs["dev"], to_iob2=p["to_iob2"])[:n_dev]
-    else:
-        dev = records[len(train) : len(train) + n_dev] if n_dev else None
-    if "dev" not in stage.inputs and n_train is not None and len(records) < n_train + (n_dev or 0):
-        logger.warning(
-            "%s has %d examples, fewer than train_examples + dev_examples (%d)",
-            stage.inputs["train"],
-            len(records),
-            n_train + (n_dev or 0),
-        )
+    train, dev = [], []
+    for key in [k for k in stage.inputs if k == "train" or k.startswith("train_")]:
+        part_train, part_dev = _task_split(stage, key, key.replace("train", "dev", 1))
+        train += part_train
+        dev += part_dev
     unlabelled = {
         k.removeprefix("unlabelled_"): _unlabelled_text(p["task"], v)
         for k, v in stage.inputs.items()
@@ -817,6 +991,98 @@ def _run_task(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     return out
 
 
+def _task_split(stage: Stage, train_key: str, dev_key: str) -> tuple[list, list]:
+    """(train, dev) records of one language: the first train_examples rows, and the dev file's first
+    dev_examples rows or, without a dev file, the rows after the training ones."""
+    from crossling.tasks import read_task_data
+
+    p = stage.params
+    records = read_task_data(p["task"], stage.inputs[train_key], to_iob2=p["to_iob2"])
+    n_train, n_dev = p["train_examples"], p["dev_examples"]
+    train = records[:n_train] if n_train is not None else records
+    if dev_key in stage.inputs:
+        return train, read_task_data(p["task"], stage.inputs[dev_key], to_iob2=p["to_iob2"])[:n_dev]
+    if n_train is not None and len(records) < n_train + (n_dev or 0):
+        logger.warning(
+            "%s has %d examples, fewer than train_examples + dev_examples (%d)",
+            stage.inputs[train_key],
+            len(records),
+            n_train + (n_dev or 0),
+        )
+    return train, records[len(train) : len(train) + n_dev] if n_dev else []
+
+
+def _run_student(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    from crossling.config import TrainingConfig
+    from crossling.distill import DistillConfig, distill
+
+    p = stage.params
+    corpus: dict[str, list[Path]] = {}
+    for key, path in stage.inputs.items():  # corpus_LANG_I
+        corpus.setdefault(key.removeprefix("corpus_").rsplit("_", 1)[0], []).append(path)
+    preset = p.get("preset", "unibert")
+    config = DistillConfig.load(preset, size=p.get("size", "xxsmall"))
+    training = TrainingConfig.load(p["training"])
+    work = ctx.dir / "work"
+    _clear(ctx.dir / "student")
+    student = distill(
+        ctx.base_path(),
+        corpus,
+        ctx.dir / "student",
+        config=config,
+        training=training,
+        work_dir=work,
+        resume=work.is_dir(),
+        progress=ctx.progress,
+    )
+    parameters = (student.metadata.get("student") or {}).get("parameters")
+    return {"model": "student", "built": True, "parameters": parameters}
+
+
+def _run_macular(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    from crossling.codeswitch import induce_from_parallel
+    from crossling.config import TrainingConfig
+    from crossling.macular import train_macular
+    from crossling.tasks import read_task_data
+
+    p = stage.params
+    n_train, n_dev = p["train_examples"], p["dev_examples"]
+    records = read_task_data(p["task"], stage.inputs["train"])
+    train = {p["task"]: records[:n_train] if n_train is not None else records}
+    dev = records[len(train[p["task"]]) : len(train[p["task"]]) + n_dev] if n_dev else None
+    tasks = p["config"]["tasks"]
+    if len(tasks) > 1:
+        similar = read_task_data(tasks[1], stage.inputs["similar"])
+        train[tasks[1]] = similar[:n_train] if n_train is not None else similar
+    dictionaries: dict[str, Any] = {}
+    for key, path in stage.inputs.items():
+        if key.startswith("dictionary_"):
+            dictionaries[key.removeprefix("dictionary_")] = path
+        elif key.startswith("parallel_"):
+            # the rows parallel to the training rows: what a user with a little parallel text has
+            other = read_task_data(p["task"], path)[: len(train[p["task"]])]
+            source = [s for r in train[p["task"]][: len(other)] for s in (r["text_a"], r["text_b"])]
+            target = [s for r in other for s in (r["text_a"], r["text_b"])]
+            dictionaries[key.removeprefix("parallel_")] = induce_from_parallel(source, target)
+    _clear(ctx.dir / "adapter")
+    adapter = train_macular(
+        train,
+        ctx.dir / "adapter",
+        dictionaries=dictionaries or None,
+        pack=ctx.dep_dir("pack") / ctx.dep_result("pack")["pack"],
+        dev=dev or None,
+        config=p["config"],
+        training=TrainingConfig.load(p["training"]),
+    )
+    report = adapter.config.get("macular", {})
+    out = {"adapter": "adapter", "train_examples": {t: len(r) for t, r in train.items()}}
+    out["dictionaries"] = {lang: len(d) for lang, d in dictionaries.items() if isinstance(d, dict)}
+    out["seconds"] = report.get("seconds")
+    if "dev" in adapter.eval_results:
+        out["dev"] = {k: v for k, v in adapter.eval_results["dev"].items() if k in ("accuracy", "f1")}
+    return out
+
+
 def _unlabelled_text(task: str, path: Path) -> Path | list[str]:
     """A labelled tagging file gives its sentences (labels dropped); anything else is plain text."""
     from crossling.errors import DataFormatError
@@ -840,8 +1106,8 @@ def _run_eval(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     p = stage.params
     task = p["task"]
     records = read_task_data(task, stage.inputs["test"], to_iob2=p["to_iob2"])
-    if p["limit"] is not None:
-        records = records[: p["limit"]]
+    skip = p.get("skip", 0)
+    records = records[skip : skip + p["limit"] if p["limit"] is not None else None]
     if p["map_labels"]:
         records = _mapped(task, records, p["map_labels"], str(stage.inputs["test"]))
     adapters = [
@@ -852,6 +1118,9 @@ def _run_eval(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     if p["method"] == "finetune":
         model = load_task_model(adapters[0])
         labels = model.predict(records).labels
+    elif p["method"] in ("source-pack", "macular"):  # the target is read through the source's pack
+        pack = ctx.dep_dir("source_pack0") / ctx.dep_result("source_pack0")["pack"]
+        labels = load_task_model(adapters[0], pack).predict(records).labels
     else:
         from crossling.config import HarmonyConfig
 
@@ -912,8 +1181,43 @@ def table_markdown(table: Mapping[str, Any]) -> str:
     if table.get("reference"):
         lines.append(f"Rows follow {table['reference']}; the paper's numbers are not ours.")
     lines += [f"- {note}" for note in table.get("notes") or []]
+    for c in table.get("comparisons") or []:
+        if c["relative_improvement"] is None:
+            lines.append(f"- {c['label']}: 'all' vs 'each' not computed yet (rows unfinished).")
+            continue
+        p_value = "—" if c["p_value"] is None else f"{c['p_value']:.3f}"
+        lines.append(
+            f"- {c['label']}: '{c['all']}' over '{c['each']}' {100 * c['relative_improvement']:+.1f} % "
+            f"on average (relative, over {c['n']} targets); paired t-test t = {_f3(c['t'])}, p = {p_value}."
+        )
     lines += ["", f"Made by `{table['command']}` (crossling {table['crossling']}, {table['date']})."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def compare_rows(rows: Sequence[Mapping[str, Any]], pair: Mapping[str, str]) -> dict[str, Any]:
+    """UniBERT's summary of 'all' vs 'each': the mean relative improvement of the 'all' row's score
+    over the 'each' row's, per target, and a paired t-test across the targets (as the paper tests
+    across its entries). None while a cell is missing; the t-test needs at least two targets."""
+    by_name = {row["name"]: row for row in rows}
+    each, all_ = by_name[pair["each"]]["scores"], by_name[pair["all"]]["scores"]
+    out = {"label": pair.get("label", f"{pair['all']} vs {pair['each']}"), "each": pair["each"]}
+    out |= {"all": pair["all"], "relative_improvement": None, "t": None, "p_value": None, "n": 0}
+    targets = list(each)
+    if any(each.get(t) is None or all_.get(t) is None for t in targets):
+        return out
+    gains = [(all_[t] - each[t]) / each[t] for t in targets if each[t] > 0]
+    out["n"] = len(targets)
+    out["relative_improvement"] = sum(gains) / len(gains) if gains else None
+    if len(targets) >= 2 and any(all_[t] != each[t] for t in targets):
+        from scipy.stats import ttest_rel
+
+        result = ttest_rel([all_[t] for t in targets], [each[t] for t in targets])
+        out["t"], out["p_value"] = float(result.statistic), float(result.pvalue)
+    return out
+
+
+def _f3(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 def _pct(value: float | None) -> str:

@@ -14,7 +14,7 @@ import crossling.multisource
 import crossling.tasks
 from crossling.cli import main
 from crossling.errors import ConfigError
-from crossling.recipes import RECIPES_DIR, load_recipe, run_recipe
+from crossling.recipes import RECIPES_DIR, RecipeRunner, compare_rows, load_recipe, run_recipe
 from crossling.testing import tiny_corpus
 
 LABELS = ("entailment", "neutral", "contradiction")
@@ -53,6 +53,14 @@ def data_root(tmp_path_factory) -> Path:
     corpus = root / "americasnlp2021_parallel" / "guarani-spanish"
     corpus.mkdir(parents=True)
     (corpus / "train.gn").write_text("\n".join(tiny_corpus(150, "xx")) + "\n", encoding="utf-8")
+    # a treebank as a second corpus file: its tokens are text for the language adapter, tags unused
+    (root / "ud").mkdir()
+    conllu = "".join(
+        f"# sent_id = {i}\n1\tkanja{i}\tkanja\tNOUN\t_\t_\t0\troot\t_\t_\n"
+        f"2\tmbeu\tmbeu\tVERB\t_\t_\t1\tdep\t_\t_\n\n"
+        for i in range(3)
+    )
+    (root / "ud" / "gn.conllu").write_text(conllu, encoding="utf-8")
     return root
 
 
@@ -69,7 +77,7 @@ SMOKE = {
         "dev_examples": 8,
         "test": "americasnli/dev/{lang}.tsv",
         "source_corpus": "xnli_xtreme/dev-{lang}.tsv",
-        "target_corpus": {"gn": "americasnlp2021_parallel/guarani-spanish/train.gn"},
+        "target_corpus": {"gn": ["americasnlp2021_parallel/guarani-spanish/train.gn", "ud/gn.conllu"]},
         "corpus_lines": 60,
         "parallel": "americasnli/dev_aligned_with_xnli_dev.tsv",
     },
@@ -122,6 +130,9 @@ def test_smoke_recipe_table_cache_and_invalidation(tmp_path, data_root, monkeypa
     markdown = (work / "table.md").read_text(encoding="utf-8")
     assert "| two sources |" in markdown and "| English only |" in markdown
     assert table["command"].endswith("--budget smoke")
+    # the target pack read both corpus files: plain lines and the treebank's tokens
+    corpora = [p.read_text(encoding="utf-8") for p in (work / "stages").glob("pack-*/corpus.txt")]
+    assert any("kanja2 mbeu" in text and tiny_corpus(150, "xx")[0] in text for text in corpora)
 
     # 3. a rerun trains nothing
     def no_training(*args, **kwargs):
@@ -201,11 +212,130 @@ def test_shipped_recipes_load_and_list(data_root, capsys, tmp_path):
     assert "english_only" in out and "(0 cached)" in out
 
 
-@pytest.mark.parametrize("name", ["unibridge_nli", "keung_ner"])
+@pytest.mark.parametrize(
+    "name", ["unibridge_nli", "keung_ner", "unibridge_pos", "masakhaner", "macular_nli", "unibert_each_all"]
+)
 @pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
 def test_shipped_recipes_find_their_real_data(shared_data, tmp_path, monkeypatch, name, budget):
     (tmp_path / "multilingual-e5-small").mkdir()
     (tmp_path / "multilingual-e5-small" / "config.json").write_text("{}", encoding="utf-8")
     monkeypatch.setenv("CROSSLING_MODELS", str(tmp_path))  # a stand-in: nothing is loaded
     recipe = load_recipe(name, budget, shared_data)
-    assert len(recipe.targets) >= (3 if name == "unibridge_nli" and budget != "smoke" else 1)
+    assert len(recipe.targets) >= (3 if name != "keung_ner" and budget != "smoke" else 1)
+
+
+def test_macular_recipe_rows_read_targets_through_the_source_pack(tmp_path, data_root):
+    pawsx = data_root / "pawsx_xtreme" / "dev-en.tsv"
+    pawsx.parent.mkdir(exist_ok=True)
+    rows = tiny_corpus(40, "en", seed=5)
+    pawsx.write_text(
+        "".join(f"{a}\t{a if i % 2 else rows[-1 - i]}\t{i % 2}\n" for i, a in enumerate(rows)),
+        encoding="utf-8",
+    )
+    recipe = {
+        "name": "toy_macular",
+        "task": "nli",
+        "base": "tiny-xlmr",
+        "sources": ["en"],
+        "targets": ["es"],
+        "data": {
+            "task_train": "xnli_xtreme/dev-{lang}.tsv",
+            "train_examples": 16,
+            "dev_examples": 4,
+            "test": "xnli_xtreme/dev-{lang}.tsv",
+            "test_skip": 20,
+            "test_limit": 10,
+            "source_corpus": "xnli_xtreme/dev-{lang}.tsv",
+            "similar_task": "paraphrase",
+            "similar_train": "pawsx_xtreme/dev-{lang}.tsv",
+            "dictionary_languages": ["es"],
+            "dictionary_parallel": "xnli_xtreme/dev-{lang}.tsv",
+        },
+        "training": {
+            "language_adapter": {"preset": "smoke", "max_steps": 1, "save_steps": 1, "eval_steps": 1},
+            "task_adapter": {"preset": "smoke", "max_steps": 2, "save_steps": 1, "eval_steps": 1},
+        },
+        "defaults": {"source_pack": {"vocab": "base", "eval_lines": 4}, "macular": "macular"},
+        "rows": [
+            {"name": "adapter", "method": "source-pack"},
+            {"name": "macular", "method": "macular", "macular": {"alpha": 0.3}},
+        ],
+    }
+    table, runner = run_recipe(
+        write_recipe(tmp_path / "m.yaml", recipe), tmp_path / "work", data_root=data_root
+    )
+    assert [r["name"] for r in table["rows"]] == ["adapter", "macular"]
+    assert all(0.0 <= r["scores"]["es"] <= 1.0 for r in table["rows"])
+    # one shared English pack, no target pack; the Macular stage induced an es dictionary
+    assert kinds(runner, "ran").count("pack") == 1 and kinds(runner, "ran").count("macular") == 1
+    (stage,) = [s for s in runner.stages.values() if s.kind == "macular"]
+    assert stage.params["config"]["alpha"] == 0.3 and stage.params["config"]["tasks"] == ["nli", "paraphrase"]
+    assert set(runner.result(stage)["dictionaries"]) == {"es"}
+    evals = [runner.result(s) for s in runner.stages.values() if s.kind == "eval"]
+    assert all(e["examples"] == 10 for e in evals)  # rows 20-29 of the target file
+
+    # a Macular row needs one source, and its dictionaries
+    recipe["rows"][1]["sources"] = ["en", "en"]
+    with pytest.raises(ConfigError, match="one source pack"):
+        load_recipe(write_recipe(tmp_path / "m2.yaml", recipe), "smoke", data_root)
+    del recipe["rows"][1]["sources"]
+    del recipe["data"]["dictionary_languages"]
+    with pytest.raises(ConfigError, match="dictionary_languages"):
+        load_recipe(write_recipe(tmp_path / "m3.yaml", recipe), "smoke", data_root)
+
+
+def test_each_vs_all_rows_plan_one_model_per_target_or_one_for_all(tmp_path, data_root):
+    recipe = json.loads(json.dumps(SMOKE))
+    recipe["targets"] = ["en", "es"]
+    recipe["data"]["test"] = "xnli_xtreme/dev-{lang}.tsv"
+    recipe["student"] = {
+        "size": "xxsmall",
+        "corpus": {"en": "xnli_xtreme/dev-en.tsv", "es": ["xnli_xtreme/dev-es.tsv"]},
+        "training": {"preset": "smoke", "max_steps": 2},
+    }
+    recipe["rows"] = [
+        {"name": "s_each", "method": "finetune", "model": "student", "train_on": "each"},
+        {"name": "s_all", "method": "finetune", "model": "student", "train_on": "all"},
+        {"name": "t_all", "method": "finetune", "train_on": "all"},
+    ]
+    recipe["compare"] = [{"label": "Student", "each": "s_each", "all": "s_all"}]
+    loaded = load_recipe(write_recipe(tmp_path / "r.yaml", recipe), "smoke", data_root)
+    # the student trains with the paper's optimiser settings under the recipe's own
+    assert (
+        loaded.student["training"]["learning_rate"] == 5e-4 and loaded.student["training"]["max_steps"] == 2
+    )
+    runner = RecipeRunner(loaded, tmp_path / "work", progress=False)
+    (student,) = [s for s in runner.stages.values() if s.kind == "student"]
+    assert sorted(student.inputs) == ["corpus_en_0", "corpus_es_0"]
+    trained_on = {
+        (cell[0], cell[1]): sorted(runner.cells[cell].deps["adapter0"].inputs) for cell in runner.cells
+    }
+    assert trained_on[("s_each", "en")] == ["train"] and trained_on[("s_each", "es")] == ["train"]
+    assert (
+        runner.cells[("s_each", "en")].deps["adapter0"] is not runner.cells[("s_each", "es")].deps["adapter0"]
+    )
+    assert trained_on[("s_all", "en")] == ["train_en", "train_es"]
+    assert runner.cells[("s_all", "en")].deps["adapter0"] is runner.cells[("s_all", "es")].deps["adapter0"]
+    assert runner.cells[("s_all", "en")].deps["base"] is student
+    assert runner.cells[("t_all", "en")].deps["base"].kind == "base"
+
+    recipe["rows"][0]["train_on"] = "some"
+    with pytest.raises(ConfigError, match="train_on"):
+        load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
+    recipe["rows"][0]["train_on"] = "each"
+    recipe["compare"][0]["all"] = "nope"
+    with pytest.raises(ConfigError, match=r"compare\[0\].all"):
+        load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
+
+
+def test_compare_rows_relative_improvement_and_paired_t_test():
+    rows = [
+        {"name": "each", "scores": {"a": 0.5, "b": 0.4, "c": 0.8}},
+        {"name": "all", "scores": {"a": 0.6, "b": 0.5, "c": 0.8}},
+        {"name": "half", "scores": {"a": 0.6, "b": None, "c": 0.8}},
+    ]
+    out = compare_rows(rows, {"label": "x", "each": "each", "all": "all"})
+    assert out["relative_improvement"] == pytest.approx((0.2 + 0.25 + 0.0) / 3)
+    # differences 0.1, 0.1, 0: mean 1/15, sd 1/sqrt(300) -> t = 2.0 with 2 degrees of freedom
+    assert out["t"] == pytest.approx(2.0) and out["p_value"] == pytest.approx(0.1835, abs=1e-3)
+    assert compare_rows(rows, {"each": "each", "all": "half"})["relative_improvement"] is None
