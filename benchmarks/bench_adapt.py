@@ -20,6 +20,7 @@ import argparse
 import json
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -171,7 +172,9 @@ def main() -> None:
     parser.add_argument("--eval-lines", type=int, default=300)
     parser.add_argument("--ft-dim", type=int, default=300)
     parser.add_argument("--vocab-size", type=int, default=VOCAB_SIZE)
-    parser.add_argument("--lr", type=float, help="learning rate of the quality runs (default: the cpu preset's)")
+    parser.add_argument(
+        "--lr", type=float, help="learning rate of the quality runs (default: the cpu preset's)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
@@ -189,7 +192,13 @@ def main() -> None:
         "base": "multilingual-e5-small (no MLM head: a fresh one, decoder tied to the new embeddings)",
         "data": f"{source.relative_to(data_root())}, first {len(lines)} lines",
         "vocabulary": f"SentencePiece unigram, {args.vocab_size} pieces",
-        "settings": vars(args),
+    }
+    # each part records its own settings and date: a rerun of one part keeps the other's figures
+    options = vars(args)
+    common = ("lines", "batch_size", "max_length", "ft_dim", "vocab_size", "threads")
+    part_settings = {
+        "throughput": {k: options[k] for k in (*common, "speed_steps", "warmup", "repeats")},
+        "quality": {k: options[k] for k in (*common, "steps", "lr", "eval_lines")},
     }
     with tempfile.TemporaryDirectory(prefix="crossling-bench-adapt-") as tmp:
         work = Path(tmp)
@@ -206,6 +215,10 @@ def main() -> None:
             result["throughput"] = throughput(base, tokenizer, embeddings, lines, args)
         if not args.skip_quality:
             result["quality"] = quality(base, corpus, tokenizer_dir, work, args)
+    for part, settings in part_settings.items():
+        if part in result:
+            result[part]["settings"] = settings
+            result[part]["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     previous = RESULTS / "adapt.json"
     if (args.skip_speed or args.skip_quality) and previous.is_file():

@@ -1,0 +1,131 @@
+"""benchmarks/report.py: RESULTS.md from a temporary results folder, not-measured listing, --check."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+
+
+@pytest.fixture
+def report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The report module pointed at a temporary results folder, README, RESULTS.md and plots folder."""
+    spec = importlib.util.spec_from_file_location("bench_report_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = tmp_path / "results"
+    results.mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- results -->\nold\n<!-- /results -->\n", encoding="utf-8")
+    monkeypatch.setattr(module, "RESULTS", results)
+    monkeypatch.setattr(module, "README", readme)
+    monkeypatch.setattr(module, "RESULTS_MD", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(module, "PLOTS", tmp_path / "plots")
+    return module
+
+
+def _write(report: ModuleType, name: str, data: dict) -> None:
+    (report.RESULTS / f"{name}.json").write_text(json.dumps(data), encoding="utf-8")
+
+
+def _init_memory() -> dict:
+    run = {
+        "target_vocab_size": 30000,
+        "mode": "cold",
+        "rows": {"lexical": 10, "semantic": 2, "sparsemax": 5, "random": 0},
+        "timings": {"fasttext_source": 1.0, "fasttext_target": 1.0, "init": 2.0},
+        "wall_s": 4.0,
+        "baseline_rss_mb": 100.0,
+        "peak_rss_mb": 150.0,
+        "extra_mb": 50.0,
+        "dense_matrix_would_be_mb": 2048.0,
+    }
+    return {
+        "machine": {"date": "2026-01-02T03:04:05+00:00", "cpu_count": 2},
+        "settings": {"sizes": [30000], "fasttext": {"dim": 50, "epochs": 1}},
+        "runs": [run],
+        "limit_extra_mb": 2048,
+        "all_under_limit": True,
+    }
+
+
+def _macular(method: str, mean: float) -> dict:
+    accuracy = {lang: mean for lang in ("en", "de", "es", "fr", "ru", "sw")}
+    return {
+        "machine": {"date": "2026-01-03T00:00:00+00:00", "cpu_count": 2},
+        "method": method,
+        "accuracy": accuracy,
+        "zero_shot_mean": mean,
+        "train_seconds": 12.0,
+        "settings": {"steps": 5, "batch_size": 4, "lr": 0.001, "train_limit": 10, "eval_limit": 10},
+        "macular_report": None,
+    }
+
+
+def test_results_md_has_a_section_per_result_file(report: ModuleType) -> None:
+    _write(report, "init_memory", _init_memory())
+    _write(report, "macular_nli_adapter", _macular("adapter", 0.4))
+    _write(report, "macular_nli_macular", _macular("macular", 0.5))
+
+    assert report.main([]) == 0
+
+    text = report.RESULTS_MD.read_text(encoding="utf-8")
+    memory = text.split("## Embedding initialisation memory", 1)[1].split("\n## ", 1)[0]
+    assert "Measured 2026-01-02 03:04 UTC on 2 CPU cores" in memory
+    assert "python benchmarks/bench_init_memory.py --sizes 30000 --ft-dim 50" in memory
+    assert "**Verdict:** goal met" in memory
+    assert "| 30000 | cold | 10 / 2 / 5 / 0 |" in memory
+    # Macular renders from the per-method files before `--report` has merged them.
+    macular = text.split("## Macular on XNLI", 1)[1].split("\n## ", 1)[0]
+    assert "+0.100 against a plain task adapter" in macular
+    assert "Not measured yet: `code-switch-only`" in macular
+    assert "(plots/macular_nli_accuracy.png)" in macular
+    assert "- [Macular on XNLI](#macular-on-xnli)" in text
+    # The README's generated section links RESULTS.md and stays inside the markers.
+    readme = report.README.read_text(encoding="utf-8")
+    assert "[benchmarks/RESULTS.md](benchmarks/RESULTS.md)" in readme.split("<!-- /results -->")[0]
+
+
+def test_missing_benchmarks_are_listed_as_not_measured(report: ModuleType) -> None:
+    _write(report, "init_memory", _init_memory())
+
+    text = report.render_results_md()
+
+    missing = text.split("## Not measured yet", 1)[1]
+    assert "**Distillation** (`distill`): no result file yet." in missing
+    assert (
+        "python benchmarks/bench_distill.py --configs teacher init-xxsmall xxsmall-adv xxsmall-noadv"
+        in missing
+    )
+    assert "python benchmarks/bench_macular.py --target nli --method no-consistency" in missing
+    assert "python benchmarks/bench_macular.py --target nli --report" in missing
+    assert "`init_memory`" not in missing
+    assert "Not measured yet: `vocab_search`" in report.render()
+
+
+def test_check_fails_when_results_md_is_stale(report: ModuleType, capsys: pytest.CaptureFixture) -> None:
+    _write(report, "init_memory", _init_memory())
+    assert report.main([]) == 0
+    assert report.main(["--check"]) == 0
+
+    # A new result file makes the written RESULTS.md stale; README would change too, so restore
+    # README's up-to-date text to see that RESULTS.md alone is enough to fail the check.
+    readme = report.README.read_text(encoding="utf-8")
+    _write(report, "macular_nli_adapter", _macular("adapter", 0.4))
+    report.README.write_text(report.updated_readme(readme), encoding="utf-8")
+
+    assert report.main(["--check"]) == 1
+    assert "RESULTS.md out of date" in capsys.readouterr().err
+
+
+def test_plots_are_byte_stable(report: ModuleType) -> None:
+    pytest.importorskip("matplotlib")
+    _write(report, "macular_nli_adapter", _macular("adapter", 0.4))
+    first = [p.read_bytes() for p in report.write_plots()]
+    second = [p.read_bytes() for p in report.write_plots()]
+    assert first and first == second
