@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from crossling.config import LanguageAdapterConfig
 from crossling.errors import ArtifactError, CrosslingError
 from crossling.training_utils import LossPartsLoggingMixin, last_checkpoint, training_arguments
-from crossling.training_utils import Throughput as Throughput  # re-export: it used to live here
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ stage's configuration and the rows of the table. Any value may depend on the bud
 
     max_steps: {smoke: 8, cpu: 600, paper: 100000}
 
-Stages (base model, language packs, task adapters, evaluations) are cached under
+Stages (base model, distilled student, language packs, task adapters, Macular adapters, evaluations)
+are cached under
 ``WORK/stages/KIND-KEY`` where KEY hashes the stage's resolved configuration, the contents of its data
 files and the keys of the stages it reads. A stage is finished when its ``stage.json`` exists (written
 atomically, last); a rerun after a crash reuses every finished stage and continues an interrupted
@@ -24,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -403,6 +405,10 @@ def load_recipe(
         # the paper's optimiser settings under whatever the recipe gives (as `crossling distill`)
         spec = {**DISTILL_TRAINING_DEFAULTS, **_preset_map(student.get("training", budget))}
         student["training"] = _config(TrainingConfig, spec, f"{where}: student.training").to_dict()
+        try:
+            _student_config(student)  # a wrong preset or size fails now, not after hours of work
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
     compare = raw.get("compare") or []
     for i, pair in enumerate(compare):
         pair_where = f"{where}: compare[{i}]"
@@ -473,6 +479,9 @@ def _check_data(recipe: Recipe) -> None:
         recipe.data_path("test", target)
         if any(r.train_on for r in recipe.rows):
             recipe.data_path("task_train", target)
+            if recipe.data.get("task_dev"):
+                recipe.data_path("task_dev", target)
+    _check_test_rows_unseen(recipe)
     if recipe.student:
         for lang in recipe.student.get("corpus") or {}:
             recipe.data_paths_of(recipe.student["corpus"], lang, "student.corpus")
@@ -488,17 +497,40 @@ def _check_data(recipe: Recipe) -> None:
             if len(row.macular["tasks"]) > 1:
                 recipe.data_path("similar_train", source)
             if row.macular.get("code_switch", True):
-                for lang in _dictionary_languages(recipe, row):
-                    if lang in (recipe.data.get("dictionaries") or {}):
-                        recipe.data_path("dictionaries", lang)
-                    else:
-                        recipe.data_path("dictionary_parallel", lang)
+                _dictionaries(recipe, row)
     if any(r.method == "adapters" and r.combine.strategy in ("harmony", "best") for r in recipe.rows):
         recipe.data_path("parallel")
     if any(r.task_adapter.adversarial != "none" for r in recipe.rows):
         for target in recipe.targets:
             recipe.data_path("unlabelled", target)
     _resolve_base(recipe, check=True)
+
+
+def _check_test_rows_unseen(recipe: Recipe) -> None:
+    """When a language's test file is also its task_train file (XNLI/PAWS-X have dev sets only), the
+    rows scored must come after the rows trained and selected on."""
+    used = (recipe.data.get("train_examples") or 0) + (recipe.data.get("dev_examples") or 0)
+    for lang in [*recipe.sources, *recipe.targets]:
+        try:
+            same = recipe.data_path("test", lang) == recipe.data_path("task_train", lang)
+        except ConfigError:
+            continue
+        if same and (recipe.data.get("train_examples") is None or recipe.data.get("test_skip", 0) < used):
+            raise ConfigError(
+                f"{recipe.path}: data.test and data.task_train are the same file for {lang!r}: set data."
+                f"test_skip to at least train_examples + dev_examples ({used}) so no trained row is scored"
+            )
+
+
+def _dictionaries(recipe: Recipe, row: Row) -> dict[str, Path]:
+    """Input key -> file of a Macular row's dictionaries: a TSV, or parallel rows to induce one from."""
+    given = recipe.data.get("dictionaries") or {}
+    return {
+        f"dictionary_{lang}" if lang in given else f"parallel_{lang}": recipe.data_path(
+            "dictionaries" if lang in given else "dictionary_parallel", lang
+        )
+        for lang in _dictionary_languages(recipe, row)
+    }
 
 
 def _dictionary_languages(recipe: Recipe, row: Row) -> list[str]:
@@ -702,11 +734,7 @@ class RecipeRunner:
         if len(row.macular["tasks"]) > 1:
             inputs["similar"] = r.data_path("similar_train", source)
         if row.macular.get("code_switch", True):
-            for lang in _dictionary_languages(r, row):
-                if lang in (r.data.get("dictionaries") or {}):
-                    inputs[f"dictionary_{lang}"] = r.data_path("dictionaries", lang)
-                else:
-                    inputs[f"parallel_{lang}"] = r.data_path("dictionary_parallel", lang)
+            inputs.update(_dictionaries(r, row))
         deps = {"base": base, "pack": pack}
         return self._stage(
             "macular", f"Macular adapter {source} ({row.name})", params, _run_macular, deps, inputs
@@ -905,12 +933,12 @@ def _clear(path: Path) -> None:
 def _run_pack(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     from crossling.adapt import AdaptOptions, adapt
     from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchConfig
-    from crossling.data import guess_format, read_sentences
+    from crossling.data import read_sentences
     from crossling.multisource import write_text_atomic
 
     p, spec = stage.params, stage.params["pack"]
     files = [stage.inputs[k] for k in sorted(stage.inputs, key=lambda k: int(k.removeprefix("corpus")))]
-    if len(files) == 1 and guess_format(files[0]) == "text":
+    if len(files) == 1 and _is_plain_text(files[0]):
         corpus = files[0]
     else:  # several files, or labelled / structured ones: their running text, duplicates dropped
         seen = dict.fromkeys(s for path in files for s in read_sentences(path))
@@ -991,6 +1019,16 @@ def _run_task(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     return out
 
 
+def _is_plain_text(path: Path) -> bool:
+    from crossling.data import guess_format
+    from crossling.errors import DataFormatError
+
+    try:
+        return guess_format(path) == "text"
+    except DataFormatError:  # e.g. an unrecognised tab-separated layout: read_sentences takes it whole
+        return False
+
+
 def _task_split(stage: Stage, train_key: str, dev_key: str) -> tuple[list, list]:
     """(train, dev) records of one language: the first train_examples rows, and the dev file's first
     dev_examples rows or, without a dev file, the rows after the training ones."""
@@ -1014,14 +1052,13 @@ def _task_split(stage: Stage, train_key: str, dev_key: str) -> tuple[list, list]
 
 def _run_student(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     from crossling.config import TrainingConfig
-    from crossling.distill import DistillConfig, distill
+    from crossling.distill import distill
 
     p = stage.params
     corpus: dict[str, list[Path]] = {}
     for key, path in stage.inputs.items():  # corpus_LANG_I
         corpus.setdefault(key.removeprefix("corpus_").rsplit("_", 1)[0], []).append(path)
-    preset = p.get("preset", "unibert")
-    config = DistillConfig.load(preset, size=p.get("size", "xxsmall"))
+    config = _student_config(p)
     training = TrainingConfig.load(p["training"])
     work = ctx.dir / "work"
     _clear(ctx.dir / "student")
@@ -1037,6 +1074,17 @@ def _run_student(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     )
     parameters = (student.metadata.get("student") or {}).get("parameters")
     return {"model": "student", "built": True, "parameters": parameters}
+
+
+def _student_config(spec: Mapping[str, Any]) -> Any:
+    """The DistillConfig of a recipe's `student` section: preset (name or options), size, corpus_lines."""
+    from crossling.distill import DistillConfig
+
+    preset = spec.get("preset", "unibert")
+    options = {"max_lines_per_language": spec.get("corpus_lines") or 0}
+    if "size" in spec or not isinstance(preset, Mapping) or "size" not in preset:
+        options["size"] = spec.get("size", "xxsmall")
+    return _config(DistillConfig, preset, "student", **options)
 
 
 def _run_macular(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
@@ -1182,8 +1230,11 @@ def table_markdown(table: Mapping[str, Any]) -> str:
         lines.append(f"Rows follow {table['reference']}; the paper's numbers are not ours.")
     lines += [f"- {note}" for note in table.get("notes") or []]
     for c in table.get("comparisons") or []:
-        if c["relative_improvement"] is None:
+        if not c.get("complete", c["relative_improvement"] is not None):
             lines.append(f"- {c['label']}: 'all' vs 'each' not computed yet (rows unfinished).")
+            continue
+        if c["relative_improvement"] is None:
+            lines.append(f"- {c['label']}: no relative improvement ('each' scores 0 on every target).")
             continue
         p_value = "—" if c["p_value"] is None else f"{c['p_value']:.3f}"
         lines.append(
@@ -1202,17 +1253,22 @@ def compare_rows(rows: Sequence[Mapping[str, Any]], pair: Mapping[str, str]) -> 
     each, all_ = by_name[pair["each"]]["scores"], by_name[pair["all"]]["scores"]
     out = {"label": pair.get("label", f"{pair['all']} vs {pair['each']}"), "each": pair["each"]}
     out |= {"all": pair["all"], "relative_improvement": None, "t": None, "p_value": None, "n": 0}
+    out["complete"] = False
     targets = list(each)
     if any(each.get(t) is None or all_.get(t) is None for t in targets):
         return out
-    gains = [(all_[t] - each[t]) / each[t] for t in targets if each[t] > 0]
-    out["n"] = len(targets)
+    out["complete"] = True
+    gains = [(all_[t] - each[t]) / each[t] for t in targets if each[t] > 0]  # undefined at 0
+    out["n"] = len(gains)
     out["relative_improvement"] = sum(gains) / len(gains) if gains else None
-    if len(targets) >= 2 and any(all_[t] != each[t] for t in targets):
+    if len(targets) >= 2:
         from scipy.stats import ttest_rel
 
         result = ttest_rel([all_[t] for t in targets], [each[t] for t in targets])
-        out["t"], out["p_value"] = float(result.statistic), float(result.pvalue)
+        t, p = float(result.statistic), float(result.pvalue)
+        # identical or constant differences make t infinite or undefined: report none rather than inf
+        if math.isfinite(t) and math.isfinite(p):
+            out["t"], out["p_value"] = t, p
     return out
 
 

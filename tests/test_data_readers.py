@@ -466,7 +466,8 @@ def test_read_sentences_gives_the_running_text_of_every_format(tmp_path):
         "ner.txt": "Juan B-PER\nvive O\n\nen O\nLima B-LOC\n",
         "tb.conllu": "1\tkanja\tkanja\tNOUN\t_\t_\t0\troot\t_\t_\n"
         "2\tmbeu\tmbeu\tVERB\t_\t_\t1\tdep\t_\t_\n\n",
-        "table.tsv": "a\tb\tc\td\nthe whole\tline\tstays\ttogether\n",
+        "table.tsv": "id\ttext\n1\tthe text column\n",
+        "corpus.txt": "a line\twith a tab\nand one without\n",
     }
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
@@ -476,10 +477,14 @@ def test_read_sentences_gives_the_running_text_of_every_format(tmp_path):
     assert got["pairs.tsv"] == ["A man sleeps", "A person rests", "It rains", "It is dry"]
     assert got["ner.txt"] == ["Juan vive", "en Lima"]
     assert got["tb.conllu"] == ["kanja mbeu"]
-    # a layout crossling does not know is read as plain lines rather than refused
-    assert got["table.tsv"] == ["a\tb\tc\td", "the whole\tline\tstays\ttogether"]
+    assert got["table.tsv"] == ["the text column"]
+    # a layout crossling does not recognise is read as plain lines rather than refused
+    assert got["corpus.txt"] == ["a line\twith a tab", "and one without"]
+    (tmp_path / "ids.tsv").write_text("id\tscore\n1\t0.5\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="no running text"):
-        list(read_sentences(tmp_path / "pairs.tsv", format="anli-alignment"))
+        list(read_sentences(tmp_path / "ids.tsv"))
+    with pytest.raises(ConfigError, match="no running text"):
+        list(read_sentences(tmp_path / "pairs.tsv", format="udhrx"))
     (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
     with pytest.raises(DataFormatError):
         list(read_sentences(tmp_path / "empty.txt"))

@@ -288,6 +288,9 @@ def test_each_vs_all_rows_plan_one_model_per_target_or_one_for_all(tmp_path, dat
     recipe = json.loads(json.dumps(SMOKE))
     recipe["targets"] = ["en", "es"]
     recipe["data"]["test"] = "xnli_xtreme/dev-{lang}.tsv"
+    with pytest.raises(ConfigError, match="test_skip to at least train_examples"):
+        load_recipe(write_recipe(tmp_path / "leak.yaml", recipe), "smoke", data_root)
+    recipe["data"]["test_skip"] = 32  # after the 24 training and 8 dev rows
     recipe["student"] = {
         "size": "xxsmall",
         "corpus": {"en": "xnli_xtreme/dev-en.tsv", "es": ["xnli_xtreme/dev-es.tsv"]},
@@ -338,4 +341,8 @@ def test_compare_rows_relative_improvement_and_paired_t_test():
     assert out["relative_improvement"] == pytest.approx((0.2 + 0.25 + 0.0) / 3)
     # differences 0.1, 0.1, 0: mean 1/15, sd 1/sqrt(300) -> t = 2.0 with 2 degrees of freedom
     assert out["t"] == pytest.approx(2.0) and out["p_value"] == pytest.approx(0.1835, abs=1e-3)
-    assert compare_rows(rows, {"each": "each", "all": "half"})["relative_improvement"] is None
+    assert compare_rows(rows, {"each": "each", "all": "half"})["complete"] is False
+    # 'each' at 0 everywhere: no relative gain; constant differences: no (infinite) t
+    zero = [{"name": "e", "scores": {"a": 0.0, "b": 0.0}}, {"name": "a", "scores": {"a": 0.1, "b": 0.1}}]
+    out = compare_rows(zero, {"each": "e", "all": "a"})
+    assert out["complete"] and out["relative_improvement"] is None and out["t"] is None

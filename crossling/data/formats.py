@@ -133,6 +133,7 @@ _SENTENCE_FIELDS: dict[str, tuple[str, ...]] = {
     "nli": ("premise", "hypothesis"),
     "pawsx": ("sentence1", "sentence2"),
     "americasnli": ("premise", "hypothesis"),
+    "anli-alignment": ("premise", "hypothesis"),
     "conllu": ("tokens",),
     "xtreme": ("tokens",),
     "iob": ("tokens",),
@@ -144,24 +145,26 @@ def read_sentences(path: PathLike, format: str = "auto") -> Iterator[str]:
 
     Plain text and UDHR give their lines, Bible verse TSVs and JSON lines their text field, NLI and
     paraphrase pairs both sentences, CoNLL-U / XTREME / IOB files their tokens joined by spaces (labels
-    unused). This is what lets a treebank or a NER training set serve as unlabelled text for language
-    adaptation. A file whose layout is not recognised ("auto") is read as plain lines.
+    unused), a TSV with a header its ``text`` or ``sentence`` column. This is what lets a treebank or
+    a NER training set serve as unlabelled text for language adaptation. A file whose layout is not
+    recognised ("auto") is read as plain lines: a text corpus may well contain a stray tab.
     """
     if format == "auto":
         try:
             format = guess_format(path)
-        except DataFormatError as err:
-            if "empty" in str(err):
-                raise
-            format = "text"
-        if format not in _SENTENCE_FIELDS:  # e.g. some TSV: each line whole, as plain text would be
-            format = "text"
-    elif format not in _SENTENCE_FIELDS:
+        except DataFormatError:
+            format = "text"  # read_text still refuses an empty file, with its name
+    fields = _SENTENCE_FIELDS.get(format)
+    if format == "tsv":
+        header = next(read(path, "tsv"), {})
+        fields = tuple(k for k in ("text", "sentence") if k in header)[:1] or None
+    if not fields:
         raise ConfigError(
-            f"{path}: a {format!r} file has no running text; formats with text: {', '.join(_SENTENCE_FIELDS)}"
+            f"{path}: a {format!r} file has no running text crossling knows (formats with text: "
+            f"{', '.join(_SENTENCE_FIELDS)}; a TSV needs a 'text' or 'sentence' column)"
         )
     for record in read(path, format):
-        for key in _SENTENCE_FIELDS[format]:
+        for key in fields:
             value = record[key]
             text = " ".join(value) if isinstance(value, list) else str(value)
             if text.strip():
