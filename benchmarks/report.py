@@ -156,14 +156,23 @@ def adapt(r: dict) -> str:
             [m, v["perplexity_after_1_step"], v["perplexity"], v["seconds"]] for m, v in q["results"].items()
         ]
         verdict = (
-            "a clear gap in favour of UniBridge init"
+            "a clear gap in favour of UniBridge init, as the paper's ablation predicts"
             if q["holds"]
             else "only a small gap in favour of UniBridge init at this budget (the paper's ablation "
-            "predicts a large one); after one step UniBridge is worse (both start with the same fresh "
-            "MLM head; we have not found out why the copied rows start worse)"
+            "predicts a large one)"
         )
+        results = q["results"]
+        if results["unibridge"]["perplexity_after_1_step"] > results["random"]["perplexity_after_1_step"]:
+            # the fresh MLM head's decoder is tied to the embeddings: copied rows have the base's norms,
+            # Xavier rows are small, so an untrained head is confidently wrong with the former
+            verdict += (
+                "; after one step UniBridge is worse: the fresh MLM head's decoder is tied to the new "
+                "embeddings, whose copied rows are larger than Xavier-random ones, so the untrained head "
+                "starts more confidently wrong (our reading, not measured)"
+            )
+        lr = f", learning rate {q['learning_rate']:g}" if "learning_rate" in q else ""
         parts.append(
-            f"Held-out MLM perplexity after {q['steps']} steps (batch 16, same tokenizer, same held-out "
+            f"Held-out MLM perplexity after {q['steps']} steps (batch 16{lr}, same tokenizer, same held-out "
             f"lines): random / unibridge = {q['perplexity_ratio_random_over_unibridge']}, {verdict}.\n\n"
             + _table(["init", "perplexity after 1 step", f"after {q['steps']} steps", "seconds"], rows)
         )
