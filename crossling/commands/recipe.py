@@ -104,7 +104,10 @@ def _show(args: argparse.Namespace) -> int:
         "  rows:",
     ]
     for row in recipe.rows:
-        lines.append(f"    {row.name:16s} {row.label} [{row.method}; sources {', '.join(row.sources)}]")
+        trained = {"each": "one model per target", "all": "one model on all targets"}.get(row.train_on or "")
+        trained = trained or f"sources {', '.join(row.sources)}"
+        model = "; the distilled student" if row.model == "student" else ""
+        lines.append(f"    {row.name:16s} {row.label} [{row.method}; {trained}{model}]")
     counts: dict[str, list[int]] = {}
     for stage in runner.stages.values():
         done = runner.is_done(stage)
