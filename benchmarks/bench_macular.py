@@ -35,18 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, data_root, model_dir, write_result
+from common import MACULAR_METHODS as METHODS
+from common import MACULAR_NLI_TARGETS, RESULTS, data_root, model_dir, write_result
 
-METHODS = (
-    "adapter",
-    "code-switch-only",
-    "macular",
-    "no-task-adversarial",
-    "no-language-adversarial",
-    "no-consistency",
-)
-DICT_LANGS = ("de", "es", "fr", "ru", "sw")
-TARGETS = {"nli": ("de", "es", "fr", "ru", "sw"), "paraphrase": ("de", "es", "fr")}
+DICT_LANGS = MACULAR_NLI_TARGETS
+TARGETS = {"nli": MACULAR_NLI_TARGETS, "paraphrase": ("de", "es", "fr")}
 FOLDERS = {"nli": "xnli_xtreme", "paraphrase": "pawsx_xtreme"}
 
 

@@ -13,6 +13,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
+# bench_macular.py runs these; report.py renders them (one list, so the two cannot drift apart)
+MACULAR_METHODS = (
+    "adapter",
+    "code-switch-only",
+    "macular",
+    "no-task-adversarial",
+    "no-language-adversarial",
+    "no-consistency",
+)
+MACULAR_NLI_TARGETS = ("de", "es", "fr", "ru", "sw")
+
 
 def data_root() -> Path:
     root = Path(os.environ.get("CROSSLING_DATA", ROOT.parent / "shared" / "data"))

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import MACULAR_METHODS, MACULAR_NLI_TARGETS
+
 ROOT = Path(__file__).resolve().parents[1]
 # Module attributes rather than constants inside functions, so tests can point them at a temporary tree.
 RESULTS = ROOT / "benchmarks" / "results"
@@ -28,15 +30,7 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 PLOTS = ROOT / "benchmarks" / "plots"
 START, END = "<!-- results -->", "<!-- /results -->"
 
-MACULAR_METHODS = (
-    "adapter",
-    "code-switch-only",
-    "macular",
-    "no-task-adversarial",
-    "no-language-adversarial",
-    "no-consistency",
-)
-MACULAR_LANGS = ("en", "de", "es", "fr", "ru", "sw")
+MACULAR_LANGS = ("en", *MACULAR_NLI_TARGETS)
 TASK_METHODS = ("none", "keung", "grl")
 
 

@@ -15,6 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
 @pytest.fixture
 def report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The report module pointed at a temporary results folder, README, RESULTS.md and plots folder."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as when run as a script: `common` is beside it
     spec = importlib.util.spec_from_file_location("bench_report_under_test", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
