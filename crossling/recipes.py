@@ -1035,11 +1035,12 @@ def _task_split(stage: Stage, train_key: str, dev_key: str) -> tuple[list, list]
     from crossling.tasks import read_task_data
 
     p = stage.params
-    records = read_task_data(p["task"], stage.inputs[train_key], to_iob2=p["to_iob2"])
+    to_iob2 = p.get("to_iob2", False)  # Macular stages (pair tasks) have no such option
+    records = read_task_data(p["task"], stage.inputs[train_key], to_iob2=to_iob2)
     n_train, n_dev = p["train_examples"], p["dev_examples"]
     train = records[:n_train] if n_train is not None else records
     if dev_key in stage.inputs:
-        return train, read_task_data(p["task"], stage.inputs[dev_key], to_iob2=p["to_iob2"])[:n_dev]
+        return train, read_task_data(p["task"], stage.inputs[dev_key], to_iob2=to_iob2)[:n_dev]
     if n_train is not None and len(records) < n_train + (n_dev or 0):
         logger.warning(
             "%s has %d examples, fewer than train_examples + dev_examples (%d)",
@@ -1094,10 +1095,9 @@ def _run_macular(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     from crossling.tasks import read_task_data
 
     p = stage.params
-    n_train, n_dev = p["train_examples"], p["dev_examples"]
-    records = read_task_data(p["task"], stage.inputs["train"])
-    train = {p["task"]: records[:n_train] if n_train is not None else records}
-    dev = records[len(train[p["task"]]) : len(train[p["task"]]) + n_dev] if n_dev else None
+    n_train = p["train_examples"]
+    target_train, dev = _task_split(stage, "train", "dev")
+    train = {p["task"]: target_train}
     tasks = p["config"]["tasks"]
     if len(tasks) > 1:
         similar = read_task_data(tasks[1], stage.inputs["similar"])
