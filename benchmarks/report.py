@@ -28,6 +28,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 PLOTS = ROOT / "benchmarks" / "plots"
+RECIPES = ROOT / "recipes"
 START, END = "<!-- results -->", "<!-- /results -->"
 
 MACULAR_LANGS = ("en", *MACULAR_NLI_TARGETS)
@@ -374,6 +375,7 @@ def render() -> str:
         blocks.append(macular(result))
     else:
         missing.append("`macular_nli`")
+    blocks.append(recipes_summary(load_recipe_tables()))
     if missing:
         blocks.append("Not measured yet: " + ", ".join(missing) + ".")
     return "\n\n".join(blocks)
@@ -1042,6 +1044,46 @@ def full_macular(r: dict) -> str:
     return "\n\n".join(parts)
 
 
+def full_recipes(r: dict) -> str:
+    from crossling.recipes import table_markdown
+
+    published = {n: t for n, t in r["tables"].items() if t is not None}
+    parts = [
+        f"The papers' experiments as recipes, at the `{r['budget']}` budget (real base model, real data, "
+        "sized for 2 CPU cores); each table names the command that made it and reruns from cached stages. "
+        f"Published: {len(published)} of {len(r['recipes'])}."
+    ]
+    for name, table in published.items():
+        md = table_markdown(table).replace("### ", "### Recipe: ", 1)
+        plot = _plot(f"recipe_{name}_{r['budget']}", f"{name}: per-target scores")
+        parts.append(md.rstrip() + "\n\n" + plot)
+    todo = [n for n in r["recipes"] if n not in published]
+    if todo:
+        parts.append(
+            "Not run at this budget yet:\n\n"
+            + _commands(*(f"crossling recipe run recipes/{n}.yaml --budget {r['budget']}" for n in todo))
+        )
+    return "\n\n".join(parts)
+
+
+def recipes_summary(r: dict) -> str:
+    published = [n for n, t in r["tables"].items() if t is not None]
+    if not published:
+        return f"Recipe tables at the `{r['budget']}` budget: none published yet."
+    cells = []
+    for name in published:
+        rows = [row for row in r["tables"][name]["rows"] if row["average"] is not None]
+        best = max(rows, key=lambda row: row["average"]) if rows else None
+        cells.append(
+            f"`{name}` (best row: {best['label']}, {100 * best['average']:.1f})" if best else f"`{name}`"
+        )
+    return (
+        f"Recipe tables at the `{r['budget']}` budget ({len(published)} of {len(r['recipes'])}): "
+        + "; ".join(cells)
+        + ". See [Recipe tables](benchmarks/RESULTS.md#recipe-tables)."
+    )
+
+
 FULL: list[tuple[str, str, Callable[[dict], str], list[str]]] = [
     # (result name, section title, renderer, commands when not measured yet)
     (
@@ -1091,10 +1133,24 @@ FULL: list[tuple[str, str, Callable[[dict], str], list[str]]] = [
         [f"python benchmarks/bench_macular.py --target nli --method {m}" for m in MACULAR_METHODS]
         + ["python benchmarks/bench_macular.py --target nli --report"],
     ),
+    ("recipes", "Recipe tables", full_recipes, []),
 ]
 
 
+def load_recipe_tables(budget: str = "cpu") -> dict:
+    """Every recipe in recipes/ with its published table, if any.
+
+    A table is published by copying what `crossling recipe run recipes/NAME.yaml --budget BUDGET` wrote
+    to runs/NAME/BUDGET/table.json into benchmarks/results/recipe_NAME_BUDGET.json (runs/ is not in the
+    repository; the table says which command and crossling version made it).
+    """
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    return {"budget": budget, "recipes": names, "tables": {n: _load(f"recipe_{n}_{budget}") for n in names}}
+
+
 def load_result(name: str) -> dict | None:
+    if name == "recipes":
+        return load_recipe_tables()
     return _load_macular() if name == "macular_nli" else _load(name)
 
 
@@ -1228,6 +1284,14 @@ def plot_macular(r: dict, fig: Any) -> None:
     ax.set_title("Macular: English trained, others zero-shot")
 
 
+def plot_recipe_table(table: dict, fig: Any) -> None:
+    ax = fig.subplots()
+    targets = list(table["targets"])
+    series = {row["label"]: [row["scores"].get(t) or 0.0 for t in targets] for row in table["rows"]}
+    _bars(ax, targets, series, table["metric"])
+    ax.set_title(f"{table['recipe']} ({table['budget']}): {table['base']}")
+
+
 PLOTTERS: list[tuple[str, str, Callable[[dict, Any], None]]] = [
     # (png name, result name, plot function)
     ("vocab_search_alp", "vocab_search", plot_vocab_alp),
@@ -1263,6 +1327,17 @@ def write_plots() -> list[Path]:
             fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
             fn(result, fig)
             path = PLOTS / f"{png}.png"
+            fig.savefig(path, dpi=DPI, metadata={"Software": None})
+            plt.close(fig)
+        written.append(path)
+    recipes = load_recipe_tables()
+    for name, table in recipes["tables"].items():
+        if table is None:
+            continue
+        with plt.style.context("default"):
+            fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+            plot_recipe_table(table, fig)
+            path = PLOTS / f"recipe_{name}_{recipes['budget']}.png"
             fig.savefig(path, dpi=DPI, metadata={"Software": None})
             plt.close(fig)
         written.append(path)

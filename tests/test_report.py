@@ -27,6 +27,11 @@ def report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setattr(module, "README", readme)
     monkeypatch.setattr(module, "RESULTS_MD", tmp_path / "RESULTS.md")
     monkeypatch.setattr(module, "PLOTS", tmp_path / "plots")
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for name in ("keung_ner", "unibridge_nli"):
+        (recipes / f"{name}.yaml").write_text(f"name: {name}\n", encoding="utf-8")
+    monkeypatch.setattr(module, "RECIPES", recipes)
     return module
 
 
@@ -130,3 +135,60 @@ def test_plots_are_byte_stable(report: ModuleType) -> None:
     first = [p.read_bytes() for p in report.write_plots()]
     second = [p.read_bytes() for p in report.write_plots()]
     assert first and first == second
+
+
+def _recipe_table() -> dict:
+    """The shape `crossling recipe run` writes to runs/NAME/BUDGET/table.json."""
+    row = {"weights": {}, "note": None, "reference": None}
+    return {
+        "recipe": "keung_ner",
+        "title": "Keung et al. NER",
+        "reference": None,
+        "budget": "cpu",
+        "task": "ner",
+        "metric": "f1",
+        "base": "multilingual-e5-small",
+        "sources": ["en"],
+        "targets": ["es", "nl"],
+        "rows": [
+            {
+                **row,
+                "name": "finetune",
+                "label": "Fine-tuning",
+                "scores": {"es": 0.5, "nl": 0.6},
+                "average": 0.55,
+            },
+            {
+                **row,
+                "name": "adversarial",
+                "label": "+ adversarial",
+                "scores": {"es": 0.7, "nl": None},
+                "average": None,
+            },
+        ],
+        "notes": [],
+        "comparisons": [],
+        "command": "crossling recipe run recipes/keung_ner.yaml --budget cpu",
+        "crossling": "0.1.0",
+        "date": "2026-01-04T00:00:00+00:00",
+    }
+
+
+def test_published_recipe_tables_render_and_the_rest_are_listed(report: ModuleType) -> None:
+    assert "none published yet" in report.render()
+    _write(report, "recipe_keung_ner_cpu", _recipe_table())
+
+    assert report.main([]) == 0
+
+    text = report.RESULTS_MD.read_text(encoding="utf-8")
+    section = text.split("## Recipe tables", 1)[1]
+    assert "Published: 1 of 2." in section
+    assert "### Recipe: Keung et al. NER" in section
+    assert "| Fine-tuning | 50.0 | 60.0 | 55.0 |" in section
+    assert "| + adversarial | 70.0 | — | — |" in section  # an unfinished row says so, no average
+    assert "Made by `crossling recipe run recipes/keung_ner.yaml --budget cpu`" in section
+    assert "crossling recipe run recipes/unibridge_nli.yaml --budget cpu" in section.split("Not run", 1)[1]
+    readme = report.README.read_text(encoding="utf-8")
+    assert "`keung_ner` (best row: Fine-tuning, 55.0)" in readme
+    if report.write_plots():  # matplotlib is optional
+        assert (report.PLOTS / "recipe_keung_ner_cpu.png").is_file()
