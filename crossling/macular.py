@@ -79,6 +79,7 @@ from torch import nn
 from crossling.adversarial import DivergenceError, LanguageDiscriminator
 from crossling.config import Config, TrainingConfig, field
 from crossling.errors import ConfigError, CrosslingError
+from crossling.training_utils import adamw
 
 logger = logging.getLogger(__name__)
 
@@ -456,7 +457,7 @@ def train_macular(
 
     def optimiser(steps: int) -> tuple[torch.optim.Optimizer, Any, list[nn.Parameter]]:
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=training.learning_rate, weight_decay=training.weight_decay)
+        opt = adamw(params, lr=training.learning_rate, weight_decay=training.weight_decay)
         warm = int(training.warmup_ratio * steps)
 
         def factor(step: int) -> float:
@@ -473,8 +474,8 @@ def train_macular(
     steps1 = steps2 if cfg.multitask_steps < 0 else cfg.multitask_steps
     module.freeze_for_stage(1)
     opt, sched, params = optimiser(max(1, steps1))
-    task_disc_opt = torch.optim.AdamW(module.task_discriminator.parameters(), lr=cfg.discriminator_lr)
-    lang_disc_opt = torch.optim.AdamW(module.language_discriminator.parameters(), lr=cfg.discriminator_lr)
+    task_disc_opt = adamw(module.task_discriminator.parameters(), lr=cfg.discriminator_lr)
+    lang_disc_opt = adamw(module.language_discriminator.parameters(), lr=cfg.discriminator_lr)
     batches = {
         t: _Batches(records[t], training.batch_size, training.seed + i) for i, t in enumerate(cfg.tasks)
     }

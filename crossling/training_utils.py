@@ -6,10 +6,12 @@ the task adapters' (crossling.tasks.training) and the distillation's (crossling.
 * `LossPartsLoggingMixin`: the parts of the loss averaged into every log line, tokens/s, and a clear
   stop — naming the last good checkpoint — when the loss is no longer finite.
 * `last_checkpoint` and `Throughput`, which both of those rely on.
+* `adamw`: AdamW, fused where torch has it (every optimiser crossling builds itself goes through it).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +25,28 @@ if TYPE_CHECKING:
     from transformers import TrainingArguments
 
     from crossling.config import TrainingConfig
+
+
+@functools.cache
+def fused_adamw_available() -> bool:
+    """Whether torch has the fused AdamW on this machine (on CPU since torch 2.4)."""
+    try:
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
+    """`torch.optim.AdamW`, fused when available: the same update rule, one kernel over all tensors.
+
+    Why it matters: for full fine-tuning of a 250k-vocabulary encoder (e5-small, XLM-R) the update of
+    the embedding matrix dominates a CPU step; on one core the for-each AdamW takes ~1.8 s per step
+    for e5-small's 118M parameters, the fused one ~0.35 s (measured 2026-12-02).
+    """
+    if fused_adamw_available():
+        kwargs.setdefault("fused", True)
+    return torch.optim.AdamW(params, **kwargs)
 
 
 def last_checkpoint(directory: Path) -> str | None:
@@ -82,6 +106,7 @@ def training_arguments(
         "dataloader_pin_memory": torch.cuda.is_available(),
         # without a GPU, say so: otherwise Trainer does not set up gloo DDP under torchrun
         "use_cpu": not torch.cuda.is_available(),
+        "optim": "adamw_torch_fused" if fused_adamw_available() else "adamw_torch",  # see `adamw`
     }
     return TrainingArguments(**{**kwargs, **overrides})
 

@@ -11,7 +11,7 @@ from crossling.commands._training import TRAINING_OPTIONS, add_training_argument
 from crossling.config import TrainingConfig
 from crossling.distill.config import distill_training_config
 from crossling.errors import CrosslingError
-from crossling.training_utils import LossPartsLoggingMixin, training_arguments
+from crossling.training_utils import LossPartsLoggingMixin, adamw, fused_adamw_available, training_arguments
 
 
 class _FakeTrainer:
@@ -99,3 +99,22 @@ def test_a_command_can_take_a_subset_with_its_own_wording():
     assert training_config(parser.parse_args(["--seed", "3"])) == TrainingConfig.load("cpu", seed=3)
     with pytest.raises(ValueError, match="unknown training option"):
         _parser(options=(*TRAINING_OPTIONS, "warmup"))
+
+
+def test_adamw_is_fused_where_torch_has_it_and_updates_like_the_reference(tmp_path):
+    args = training_arguments(TrainingConfig(), tmp_path)
+    assert args.optim == ("adamw_torch_fused" if fused_adamw_available() else "adamw_torch")
+    torch.manual_seed(0)
+    start, grad = torch.randn(50, 8), torch.randn(50, 8)
+    weights = []
+    for make in (adamw, torch.optim.AdamW):
+        w = torch.nn.Parameter(start.clone())
+        opt = make([w], lr=0.1, weight_decay=0.01)
+        for _ in range(3):
+            w.grad = grad.clone()
+            opt.step()
+        weights.append(w.detach())
+        if make is adamw:
+            assert opt.defaults.get("fused") is (True if fused_adamw_available() else None)
+    assert not torch.equal(weights[0], start)
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)

@@ -175,16 +175,6 @@ def _trainer_class():
     return DistillTrainer
 
 
-def _adamw() -> str:
-    """Fused AdamW where torch has it (CPU since 2.4): the update of a 250k-row embedding matrix is
-    then ~10x cheaper than with the for-each implementation, a large share of a CPU step."""
-    try:
-        torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return "adamw_torch"
-    return "adamw_torch_fused"
-
-
 class SampledDataset(torch.utils.data.Dataset):
     """Examples {"input_ids", "language", "index"} for sampled (language, line index) draws.
 
@@ -237,9 +227,7 @@ def train_distillation(
     if resume and last is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", checkpoints)
     # the paper's linear schedule with warm-up, stated rather than left to Trainer's default
-    args = training_arguments(
-        training, checkpoints, progress=progress, lr_scheduler_type="linear", optim=_adamw()
-    )
+    args = training_arguments(training, checkpoints, progress=progress, lr_scheduler_type="linear")
     trainer = _trainer_class()(
         model=model,
         args=args,

@@ -60,7 +60,7 @@ from crossling.tasks.model import (
     resolve_pack,
     task_adapter_config,
 )
-from crossling.training_utils import LossPartsLoggingMixin, last_checkpoint, training_arguments
+from crossling.training_utils import LossPartsLoggingMixin, adamw, last_checkpoint, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -185,12 +185,12 @@ def _trainer_class() -> type:
             if adversarial == "keung":
                 # Plain Adam steps (no weight decay): each update follows its own loss only.
                 self.adv_optimizers = {
-                    "discriminator": torch.optim.AdamW(
+                    "discriminator": adamw(
                         self.model.discriminator.parameters(),
                         lr=task_config.adv_discriminator_lr,
                         weight_decay=0.0,
                     ),
-                    "generator": torch.optim.AdamW(
+                    "generator": adamw(
                         generator_params,
                         lr=task_config.generator_lr(self.args.learning_rate),
                         weight_decay=0.0,
@@ -215,7 +215,7 @@ def _trainer_class() -> type:
                             "lr": self.task_config.adv_discriminator_lr,
                         }
                     )
-                self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
+                self.optimizer = adamw(groups, lr=self.args.learning_rate)
             return self.optimizer
 
         def _adv_batch(self) -> dict[str, torch.Tensor]:
