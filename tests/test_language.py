@@ -214,3 +214,35 @@ def test_base_vocabulary_pack_keeps_base_embeddings_frozen(tmp_path, tiny_xlmr_d
     assert pack.reports["options"]["adapter"]["train_embeddings"] is False
     base = AutoModel.from_pretrained(tiny_xlmr_dir).get_input_embeddings().weight
     assert torch.equal(load_pack_model(pack).model.get_input_embeddings().weight, base)
+
+
+@pytest.mark.parametrize("adapter", ["unibridge", "madx"])
+def test_mlm_loss_at_masked_positions_equals_the_full_heads(tiny_xlmr_dir, adapter):
+    """The head runs on the masked positions only, with the same loss as Hugging Face's full-length one
+    (MAD-X's invertible adapter included: its inverse still runs before the head)."""
+    from crossling.language import masked_lm_outputs
+
+    config = LanguageAdapterConfig.load(adapter)
+    adaptable = build_adaptable_model(tiny_xlmr_dir, "xx", config)
+    freeze_for_language_training(adaptable, config)
+    model = adaptable.model.eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # fresh adapters are near the identity: make them (and the inverse) matter
+        for name, param in model.named_parameters():
+            if "adapter" in name:
+                param.normal_(0, 0.2)
+    assert any("invertible" in n for n, _ in model.named_parameters())
+    enc = adaptable.tokenizer(TRAIN[:6], return_tensors="pt", padding=True)
+    torch.manual_seed(0)
+    labels = enc["input_ids"].masked_fill(torch.rand(enc["input_ids"].shape) > 0.3, -100)
+    labels[enc["attention_mask"] == 0] = -100
+    batch = {**enc, "labels": labels}
+    loss, outputs = masked_lm_outputs(model, batch)
+    with torch.no_grad():
+        reference = model(**batch)
+    assert outputs.logits.shape == (int((labels != -100).sum()), model.config.vocab_size)
+    assert torch.allclose(loss, reference.loss, atol=1e-5)
+    masked = labels != -100
+    assert torch.allclose(outputs.logits, reference.logits[masked], atol=1e-4)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
