@@ -25,6 +25,7 @@ Guarani and Nahuatl sides of AmericasNLP 2021 train, so that the sampling expone
     xxsmall-noadv    xxsmall, the adversarial term removed (same seed, data and steps)
     xxsmall-adv-dlr10  xxsmall, the paper's objective, discriminator learning rate x10 (our variant)
     xxsmall-adv-untied / xxsmall-noadv-untied   the same two with an untied MLM decoder (our variant)
+    xxsmall-kd-only  xxsmall, distillation alone (MLM and adversarial terms removed; a diagnostic)
     xsmall-adv       xsmall, the paper's objective
     small-adv        small, the paper's objective
 
@@ -86,6 +87,7 @@ CONFIGS = {
     "xxsmall-adv-dlr10": {"size": "xxsmall", "discriminator_lr_multiplier": 10.0},
     "xxsmall-adv-untied": {"size": "xxsmall", "tie_decoder": False},
     "xxsmall-noadv-untied": {"size": "xxsmall", "adversarial_weight": 0.0, "tie_decoder": False},
+    "xxsmall-kd-only": {"size": "xxsmall", "adversarial_weight": 0.0, "mlm_weight": 0.0},
     "xsmall-adv": {"size": "xsmall"},
     "small-adv": {"size": "small"},
 }
