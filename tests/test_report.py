@@ -192,3 +192,37 @@ def test_published_recipe_tables_render_and_the_rest_are_listed(report: ModuleTy
     assert "`keung_ner` (best row: Fine-tuning, 55.0)" in readme
     if report.write_plots():  # matplotlib is optional
         assert (report.PLOTS / "recipe_keung_ner_cpu.png").is_file()
+
+
+def _distill_config(tatoeba: float, nli: float, **extra) -> dict:
+    scores = {
+        "tatoeba_acc": {"mean_trained_languages": tatoeba},
+        "xnli_zero_shot_probe_acc": {"mean_non_english": nli},
+        "language_id_probe_acc": 0.99,
+    }
+    return {"scores": scores, "parameters": {"total": 1_000_000}, **extra}
+
+
+def test_distillation_findings_follow_the_numbers(report: ModuleType) -> None:
+    configs = {
+        "teacher": _distill_config(0.9, 0.46),
+        "init-xxsmall": _distill_config(0.2, 0.38),
+        "xxsmall-adv": _distill_config(
+            0.01,
+            0.34,
+            held_out_distillation_eval={"adv_accuracy": 0.003},
+            corpus={"en": {}, "es": {}, "gn": {}},
+        ),
+        "xxsmall-noadv": _distill_config(0.03, 0.36),
+        "xxsmall-kd-only": _distill_config(0.1, 0.39),
+    }
+    text = " ".join(report._distill_findings({"configs": configs}))
+    assert "xxsmall-adv 0.010 vs 0.200" in text and "xxsmall-kd-only 0.100 vs 0.200" in text
+    assert "Tatoeba 0.100 against 0.030 with MLM" in text
+    assert "below chance (1/3 = 0.333)" in text and "it costs retrieval here" in text
+    # a student that beats its untrained start is not listed as worse; no kd-only run, no MLM sentence
+    configs["xxsmall-noadv"] = _distill_config(0.3, 0.4)
+    del configs["xxsmall-kd-only"]
+    text = " ".join(report._distill_findings({"configs": configs}))
+    assert "xxsmall-noadv" not in text and "Removing the MLM term" not in text
+    assert "it does not cost retrieval" not in text and "it costs retrieval here" in text
