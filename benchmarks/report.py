@@ -242,17 +242,45 @@ def multisource(r: dict) -> str:
     return "\n".join(parts)
 
 
+def _speed_vs_teacher(name: str, c: dict) -> str:
+    """Encode speed as a multiple of the teacher's measured in the same process (robust to machine load,
+    unlike sentences/s measured at different times)."""
+    if name == "teacher":
+        return "1.0×"
+    own, teacher = c.get("throughput_sentences_per_s"), c.get("teacher_throughput_sentences_per_s")
+    return f"{own / teacher:.1f}×" if own and teacher else "—"
+
+
+def _distill_order(configs: dict) -> list[str]:
+    """Teacher first, then by student size, the untrained student first within a size."""
+    sizes = ("xxsmall", "xsmall", "small")
+
+    def key(name: str) -> tuple[int, int, str]:
+        if name == "teacher":
+            return (-1, 0, name)
+        size = name.removeprefix("init-").split("-")[0]
+        return (
+            sizes.index(size) if size in sizes else len(sizes),
+            0 if name.startswith("init-") else 1,
+            name,
+        )
+
+    return sorted(configs, key=key)
+
+
 def _distill_rows(r: dict) -> list[list[str]]:
     """One row per configuration: size, speed and the scores that say how universal the states are."""
     rows = []
-    for name, c in (r.get("configs") or {}).items():
+    configs = r.get("configs") or {}
+    for name in _distill_order(configs):
+        c = configs[name]
         sc = c.get("scores") or {}
         params = (c.get("parameters") or {}).get("total")
         rows.append(
             [
                 name,
                 f"{params / 1e6:.1f}M" if params else "—",
-                _f(c.get("throughput_sentences_per_s"), 0),
+                _speed_vs_teacher(name, c),
                 _f((sc.get("tatoeba_acc") or {}).get("mean_trained_languages"), 3),
                 _f((sc.get("xnli_parallel_retrieval_acc") or {}).get("mean"), 3),
                 _f(sc.get("language_id_probe_acc"), 3),
@@ -265,7 +293,7 @@ def _distill_rows(r: dict) -> list[list[str]]:
 DISTILL_HEADER = [
     "configuration",
     "parameters",
-    "sentences/s",
+    "speed vs teacher",
     "Tatoeba acc (trained langs)",
     "XNLI en↔x retrieval",
     "language-ID probe",
@@ -290,6 +318,21 @@ def _distill_findings(r: dict) -> list[str]:
         return score(name, "xnli_zero_shot_probe_acc", "mean_non_english")
 
     findings = []
+    teacher_params = ((configs.get("teacher") or {}).get("parameters") or {}).get("total")
+    larger = [
+        f"{n} {p / 1e6:.1f}M"
+        for n, c in configs.items()
+        if not n.startswith(("init-", "teacher"))
+        and (p := (c.get("parameters") or {}).get("total"))
+        and teacher_params
+        and p > teacher_params
+    ]
+    if larger:
+        findings.append(
+            f"With the teacher's 250k vocabulary, embeddings dominate the parameter count: "
+            f"{', '.join(larger)} against the teacher's {teacher_params / 1e6:.1f}M; only the layers get "
+            "smaller."
+        )
     pairs = [
         (n, tatoeba(n), tatoeba("init-" + n.split("-")[0]))
         for n in configs
@@ -1047,12 +1090,13 @@ def full_distill(r: dict) -> str:
     details = [
         [
             name,
-            c.get("date", "")[:10],
-            _f(c.get("teacher_throughput_sentences_per_s"), 1),
-            _f((c.get("size_on_disk_bytes") or 0) / 1e6, 1),
-            _f(c.get("wall_seconds"), 0),
+            configs[name].get("date", "")[:10],
+            _f(configs[name].get("throughput_sentences_per_s"), 1),
+            _f(configs[name].get("teacher_throughput_sentences_per_s"), 1),
+            _f((configs[name].get("size_on_disk_bytes") or 0) / 1e6, 1),
+            _f(configs[name].get("wall_seconds"), 0),
         ]
-        for name, c in configs.items()
+        for name in _distill_order(configs)
     ]
     return "\n\n".join(
         [
@@ -1068,7 +1112,14 @@ def full_distill(r: dict) -> str:
             *_distill_findings(r),
             _table(DISTILL_HEADER, _distill_rows(r)),
             _table(
-                ["configuration", "date", "teacher sentences/s (same process)", "MB on disk", "wall s"],
+                [
+                    "configuration",
+                    "date",
+                    "sentences/s",
+                    "teacher sentences/s (same process)",
+                    "MB on disk",
+                    "wall s",
+                ],
                 details,
             ),
         ]
