@@ -41,6 +41,7 @@ def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dic
     from transformers import DataCollatorForLanguageModeling
 
     from crossling.language import build_adaptable_model, freeze_for_language_training, mlm_kl_loss
+    from crossling.training_utils import adamw
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     torch.manual_seed(0)
@@ -55,7 +56,7 @@ def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dic
     adaptable = build_adaptable_model(base, "gn", config, tokenizer=tokenizer, embeddings=embeddings)
     freeze_for_language_training(adaptable, config)
     model = adaptable.model.train()
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    optimiser = adamw([p for p in model.parameters() if p.requires_grad], lr=1e-4)  # as training does
 
     def step(batch: dict, kl_weight: float) -> float:
         start = time.perf_counter()
@@ -270,11 +271,22 @@ def main() -> None:
             for k in ("lines", "batch_size", "max_length", "threads", "speed_steps", "warmup", "repeats")
         },
     }
+
+    def finish(part: str, figures: dict) -> None:
+        # ru_maxrss only grows: this is the process's peak up to the end of this part
+        result[part] = {
+            **figures,
+            "settings": part_settings[part],
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "process_peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+
     with tempfile.TemporaryDirectory(prefix="crossling-bench-adapt-") as tmp:
         work = Path(tmp)
         corpus = work / "gn.txt"
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tokenizer_dir = train_tokenizer(corpus, args.vocab_size, work / "tokenizer")
+        if not (args.skip_speed and args.skip_quality):  # the head part uses e5's own tokenizer
+            tokenizer_dir = train_tokenizer(corpus, args.vocab_size, work / "tokenizer")
         if not args.skip_speed:
             from crossling.embeddings import load_tokenizer
 
@@ -282,16 +294,11 @@ def main() -> None:
             embeddings, _ = initialize(
                 base, tokenizer, lines, fasttext=FastTextConfig.load(None, dim=args.ft_dim)
             )
-            result["throughput"] = throughput(base, tokenizer, embeddings, lines, args)
+            finish("throughput", throughput(base, tokenizer, embeddings, lines, args))
         if not args.skip_quality:
-            result["quality"] = quality(base, corpus, tokenizer_dir, work, args)
+            finish("quality", quality(base, corpus, tokenizer_dir, work, args))
         if not args.skip_head:
-            result["head_positions"] = head_positions(base, lines, args)
-    for part, settings in part_settings.items():
-        if part in result:
-            result[part]["settings"] = settings
-            result[part]["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            result[part]["process_peak_rss_mb"] = round(peak_rss_mb(), 1)
+            finish("head_positions", head_positions(base, lines, args))
     previous = RESULTS / "adapt.json"
     if previous.is_file():
         # parts not rerun keep their figures (each carries its own settings, date and peak RSS)

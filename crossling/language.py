@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def build_adaptable_model(
         )
     model.tie_weights()
     if mlm_head_state:
-        _mlm_head(model).load_state_dict(mlm_head_state, strict=False)
+        mlm_head(model).load_state_dict(mlm_head_state, strict=False)
         fresh_head = False
     elif fresh_head:
         logger.info("%s has no MLM head: a new one is trained, its decoder tied to the embeddings", base)
@@ -144,7 +145,7 @@ def build_adaptable_model(
         model.add_adapter(language, config=adapter_config)
     with _no_active_adapter_expected():  # adapters' set_active_adapters runs a forward context first
         model.set_active_adapters(language)
-    _apply_inverse_before_mlm_head(model)
+    _apply_inverse_beforemlm_head(model)
     return AdaptableModel(
         model=model,
         tokenizer=tokenizer,
@@ -174,12 +175,12 @@ def replace_vocabulary(model: Any, tokenizer: Any, embeddings: torch.Tensor) -> 
     if model.get_output_embeddings() is not None:
         model.config.tie_word_embeddings = True
         with torch.no_grad():
-            for name, param in _mlm_head(model).named_parameters():
+            for name, param in mlm_head(model).named_parameters():
                 if name.endswith("bias") and param.dim() == 1 and param.shape[0] == embeddings.shape[0]:
                     param.zero_()
 
 
-def _apply_inverse_before_mlm_head(model: Any) -> None:
+def _apply_inverse_beforemlm_head(model: Any) -> None:
     """MAD-X: the invertible adapter's inverse runs on the last hidden states before the MLM head.
 
     `adapters` does this for its own flexible LM heads, but not for the static Hugging Face
@@ -195,21 +196,34 @@ def _apply_inverse_before_mlm_head(model: Any) -> None:
     def inverse(_module: torch.nn.Module, args: tuple) -> tuple:
         return (base.invertible_adapters_forward(args[0], rev=True), *args[1:])
 
-    model._crossling_inverse_hook = _mlm_head(model).register_forward_pre_hook(inverse)
+    model._crossling_inverse_hook = mlm_head(model).register_forward_pre_hook(inverse)
 
 
-def _mlm_head(model: Any) -> torch.nn.Module:
-    for name in ("lm_head", "cls"):
+def mlm_head(model: Any) -> torch.nn.Module:
+    """The prediction head of a Hugging Face *ForMaskedLM model (hidden states -> vocabulary logits)."""
+    for name in ("lm_head", "cls", "predictions"):
         if hasattr(model, name):
             return getattr(model, name)
-    raise CrosslingError(f"{type(model).__name__} has no MLM head that crossling knows how to train")
+    raise CrosslingError(f"{type(model).__name__} has no MLM head that crossling knows how to use")
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy (optionally label-smoothed) of MLM logits at the masked positions.
+
+    `logits` is [n_masked, vocab] (the head applied only where a token was masked, so a 250k vocabulary
+    never materialises a [batch, length, vocab] tensor); `labels` is [n_masked]. With no masked token
+    in the batch the loss is a differentiable zero (cross-entropy over nothing is NaN).
+    """
+    if labels.numel() == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
 def mlm_head_state(model: Any) -> dict[str, torch.Tensor]:
     """The MLM head's own parameters (transform + bias), without the decoder tied to the embeddings."""
     return {
         k: v.detach().clone()
-        for k, v in _mlm_head(model).state_dict().items()
+        for k, v in mlm_head(model).state_dict().items()
         if not k.endswith("decoder.weight")
     }
 
@@ -220,7 +234,7 @@ def freeze_for_language_training(adaptable: AdaptableModel, config: LanguageAdap
     model = adaptable.model
     model.train_adapter(adaptable.adapter_name, train_embeddings=config.train_embeddings)
     vocab_size = model.get_input_embeddings().num_embeddings
-    for name, param in _mlm_head(model).named_parameters():
+    for name, param in mlm_head(model).named_parameters():
         if name.endswith("decoder.weight"):
             continue  # tied to the input embeddings
         vocab_sized = param.dim() == 1 and param.shape[0] == vocab_size
@@ -266,7 +280,7 @@ def adapters_disabled(model: Any):
 
 
 @contextlib.contextmanager
-def _head_at(model: Any, positions: torch.Tensor):
+def _head_at(model: Any, positions: torch.Tensor) -> Iterator[None]:
     """Within the block, the MLM head of `model` (unwrapped) sees only the hidden states at `positions`.
 
     Its logits are then [n_positions, vocab] instead of [batch, length, vocab]: with a 250k vocabulary
@@ -275,7 +289,7 @@ def _head_at(model: Any, positions: torch.Tensor):
     the head ourselves, so the pass still goes through `model` (and a DDP wrapper's gradient sync), and
     MAD-X's inverse hook (also per token) still runs first.
     """
-    handle = _mlm_head(model).register_forward_pre_hook(lambda _m, args: (args[0][positions], *args[1:]))
+    handle = mlm_head(model).register_forward_pre_hook(lambda _m, args: (args[0][positions], *args[1:]))
     try:
         yield
     finally:
@@ -288,8 +302,9 @@ def masked_lm_outputs(
     """(MLM cross-entropy, model outputs) with the head applied at the masked positions only.
 
     The loss equals the Hugging Face model's with `labels` (mean over positions whose label is not
-    -100); `outputs.logits` holds the masked positions' logits, [n_masked, vocab]. A batch without a
-    masked token gives a zero loss that still has a graph (cross-entropy over nothing would be NaN).
+    -100); `outputs.logits` holds the masked positions' logits, [n_masked, vocab], not [batch, length,
+    vocab]. When `model` is a wrapper (DDP), pass the unwrapped model as `base`: the hook goes on its
+    head. Not for `nn.DataParallel`, whose replicas each see a slice of the batch.
     """
     labels = batch["labels"]
     masked = labels != -100
@@ -299,9 +314,7 @@ def masked_lm_outputs(
             attention_mask=batch["attention_mask"],
             output_hidden_states=output_hidden_states,
         )
-    if not bool(masked.any()):
-        return outputs.logits.sum() * 0.0, outputs
-    return F.cross_entropy(outputs.logits.float(), labels[masked]), outputs
+    return masked_lm_loss(outputs.logits, labels[masked]), outputs
 
 
 def mlm_kl_loss(

@@ -220,6 +220,7 @@ def test_base_vocabulary_pack_keeps_base_embeddings_frozen(tmp_path, tiny_xlmr_d
 def test_mlm_loss_at_masked_positions_equals_the_full_heads(tiny_xlmr_dir, adapter):
     """The head runs on the masked positions only, with the same loss as Hugging Face's full-length one
     (MAD-X's invertible adapter included: its inverse still runs before the head)."""
+    import crossling.language as language
     from crossling.language import masked_lm_outputs
 
     config = LanguageAdapterConfig.load(adapter)
@@ -237,7 +238,11 @@ def test_mlm_loss_at_masked_positions_equals_the_full_heads(tiny_xlmr_dir, adapt
     labels = enc["input_ids"].masked_fill(torch.rand(enc["input_ids"].shape) > 0.3, -100)
     labels[enc["attention_mask"] == 0] = -100
     batch = {**enc, "labels": labels}
+    rows = []
+    spy = language.mlm_head(model).register_forward_hook(lambda _m, _args, out: rows.append(tuple(out.shape)))
     loss, outputs = masked_lm_outputs(model, batch)
+    spy.remove()
+    assert rows == [(int((labels != -100).sum()), model.config.vocab_size)], "logits at masked positions only"
     with torch.no_grad():
         reference = model(**batch)
     assert outputs.logits.shape == (int((labels != -100).sum()), model.config.vocab_size)
@@ -246,3 +251,14 @@ def test_mlm_loss_at_masked_positions_equals_the_full_heads(tiny_xlmr_dir, adapt
     assert torch.allclose(outputs.logits, reference.logits[masked], atol=1e-4)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+    # the selecting hook is gone afterwards, even when the forward pass fails
+    hooks = len(language.mlm_head(model)._forward_pre_hooks)
+
+    def fail(*_args):
+        raise RuntimeError("boom")
+
+    failing = model.base_model.encoder.layer[0].register_forward_pre_hook(fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        masked_lm_outputs(model, batch)
+    failing.remove()
+    assert len(language.mlm_head(model)._forward_pre_hooks) == hooks

@@ -189,7 +189,7 @@ def test_published_recipe_tables_render_and_the_rest_are_listed(report: ModuleTy
     assert "Made by `crossling recipe run recipes/keung_ner.yaml --budget cpu`" in section
     assert "crossling recipe run recipes/unibridge_nli.yaml --budget cpu" in section.split("Not run", 1)[1]
     readme = report.README.read_text(encoding="utf-8")
-    assert "`keung_ner` (best row: Fine-tuning, 55.0)" in readme
+    assert "`keung_ner` (best row: Fine-tuning, f1 55.0)" in readme
     if report.write_plots():  # matplotlib is optional
         assert (report.PLOTS / "recipe_keung_ner_cpu.png").is_file()
 
@@ -204,25 +204,34 @@ def _distill_config(tatoeba: float, nli: float, **extra) -> dict:
 
 
 def test_distillation_findings_follow_the_numbers(report: ModuleType) -> None:
+    languages = {"en": {}, "es": {}, "gn": {}}
     configs = {
         "teacher": _distill_config(0.9, 0.46),
         "init-xxsmall": _distill_config(0.2, 0.38),
         "xxsmall-adv": _distill_config(
-            0.01,
-            0.34,
-            held_out_distillation_eval={"adv_accuracy": 0.003},
-            corpus={"en": {}, "es": {}, "gn": {}},
+            0.01, 0.34, held_out_distillation_eval={"adv_accuracy": 0.003}, corpus=languages
         ),
-        "xxsmall-noadv": _distill_config(0.03, 0.36),
+        "xxsmall-noadv": _distill_config(0.03, 0.36, held_out_distillation_eval={"mlm": 9.3, "kd": 0.7}),
         "xxsmall-kd-only": _distill_config(0.1, 0.39),
     }
     text = " ".join(report._distill_findings({"configs": configs}))
+    assert "3 of 3 trained students" in text
     assert "xxsmall-adv 0.010 vs 0.200" in text and "xxsmall-kd-only 0.100 vs 0.200" in text
-    assert "Tatoeba 0.100 against 0.030 with MLM" in text
-    assert "below chance (1/3 = 0.333)" in text and "it costs retrieval here" in text
-    # a student that beats its untrained start is not listed as worse; no kd-only run, no MLM sentence
+    assert "keeps more of the alignment (Tatoeba 0.100 against 0.030 with MLM)" in text
+    assert "held-out loss 9.30 nats" in text and "cosine KD (0.70)" in text
+    assert "below chance (1/3 = 0.333)" in text and "the paper's claim does not hold" in text
+
+    # the other way round: each sentence turns with its numbers, and missing numbers drop a clause
     configs["xxsmall-noadv"] = _distill_config(0.3, 0.4)
-    del configs["xxsmall-kd-only"]
+    configs["xxsmall-kd-only"] = _distill_config(0.05, 0.39)
+    configs["xxsmall-adv"]["held_out_distillation_eval"]["adv_accuracy"] = 0.9
+    configs["xxsmall-adv"]["scores"]["tatoeba_acc"]["mean_trained_languages"] = 0.35
+    del configs["teacher"]["scores"]["xnli_zero_shot_probe_acc"]
     text = " ".join(report._distill_findings({"configs": configs}))
-    assert "xxsmall-noadv" not in text and "Removing the MLM term" not in text
-    assert "it does not cost retrieval" not in text and "it costs retrieval here" in text
+    assert "1 of 3 trained students" in text and "xxsmall-noadv 0.300" not in text
+    assert "does not keep more of the alignment" in text and "nats" not in text
+    assert "teacher —" in text  # a missing score is shown as missing, not a crash
+    assert "not below chance" in text and "it helps here" in text
+    del configs["xxsmall-noadv"]
+    text = " ".join(report._distill_findings({"configs": configs}))
+    assert "Removing the MLM term" not in text and "Retrieval with it" not in text

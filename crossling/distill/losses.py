@@ -14,19 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# L_MLM is the language adapters' loss (label-smoothed here), re-exported with the other terms
+from crossling.language import masked_lm_loss as masked_lm_loss
 from crossling.language import mean_pool
-
-
-def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.1) -> torch.Tensor:
-    """Label-smoothed cross-entropy of the student's predictions at the masked positions.
-
-    `logits` is [n_masked, vocab] (the MLM head applied only where a token was masked, so a 250k
-    vocabulary never materialises a [batch, length, vocab] tensor); `labels` is [n_masked]. With no
-    masked token in the batch the loss is a differentiable zero (cross-entropy over nothing is NaN).
-    """
-    if labels.numel() == 0:
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
 def logit_distillation_loss(

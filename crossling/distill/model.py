@@ -19,8 +19,7 @@ from crossling.distill.losses import (
     masked_lm_loss,
     training_objective,
 )
-from crossling.distill.student import mlm_head
-from crossling.language import mean_pool
+from crossling.language import mean_pool, mlm_head
 
 
 class LanguageDiscriminator(nn.Module):

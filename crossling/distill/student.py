@@ -81,14 +81,6 @@ def load_teacher(name_or_path: str | Path) -> Teacher:
     )
 
 
-def mlm_head(model: Any) -> torch.nn.Module:
-    """The prediction head of a Hugging Face *ForMaskedLM model (hidden states -> vocabulary logits)."""
-    for name in ("cls", "lm_head", "predictions"):
-        if hasattr(model, name):
-            return getattr(model, name)
-    raise CrosslingError(f"{type(model).__name__} has no MLM head that crossling knows how to use")
-
-
 def project_embeddings(
     embeddings: torch.Tensor, width: int, *, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
