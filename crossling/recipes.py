@@ -56,7 +56,8 @@ _TOP_KEYS = {
     "sources": "source languages (task data)",
     "targets": "target languages (evaluation)",
     "data": "data paths relative to the data root, and data sizes",
-    "training": "TrainingConfig of language_adapter and task_adapter stages",
+    "training": "TrainingConfig of language_adapter, task_adapter and finetune stages (finetune: rows "
+    "with method finetune; default: task_adapter's)",
     "defaults": "stage settings every row starts from",
     "rows": "the rows of the table",
     "notes": "lines printed under the table",
@@ -126,7 +127,9 @@ _PACK_KEYS = {
 }
 _DEFAULT_KEYS = ("source_pack", "target_pack", "task_adapter", "combine", "macular")
 METHODS = ("finetune", "adapters", "source-pack", "macular")
-_TRAINING_KEYS = ("language_adapter", "task_adapter")
+# `finetune` trains whole models (method: finetune), which need a far smaller learning rate than
+# adapters; without it finetune rows use task_adapter's settings
+_TRAINING_KEYS = ("language_adapter", "task_adapter", "finetune")
 
 
 # ---------------------------------------------------------------------- budgets and validation
@@ -323,7 +326,9 @@ def load_recipe(
     training = {
         k: _config(TrainingConfig, training_raw.get(k, budget), f"{where}: training.{k}")
         for k in _TRAINING_KEYS
+        if k != "finetune" or "finetune" in training_raw
     }
+    training.setdefault("finetune", training["task_adapter"])
     defaults = _check_keys(raw.get("defaults"), _DEFAULT_KEYS, f"{where}: defaults")
     task = raw["task"]
     sources, targets = (
@@ -701,7 +706,7 @@ class RecipeRunner:
             "task": r.task,
             "language": source,
             "config": row.task_adapter.to_dict(),
-            "training": r.training["task_adapter"].to_dict(),
+            "training": r.training["finetune" if row.method == "finetune" else "task_adapter"].to_dict(),
             "train_examples": r.data.get("train_examples"),
             "dev_examples": r.data.get("dev_examples"),
             "to_iob2": bool(r.data.get("to_iob2", False)),

@@ -346,3 +346,22 @@ def test_compare_rows_relative_improvement_and_paired_t_test():
     zero = [{"name": "e", "scores": {"a": 0.0, "b": 0.0}}, {"name": "a", "scores": {"a": 0.1, "b": 0.1}}]
     out = compare_rows(zero, {"each": "e", "all": "a"})
     assert out["complete"] and out["relative_improvement"] is None and out["t"] is None
+
+
+def test_finetune_rows_train_with_their_own_settings(tmp_path, data_root):
+    recipe = json.loads(json.dumps(SMOKE))
+    recipe["rows"].append({"name": "ft", "label": "fine-tuning", "method": "finetune", "sources": ["en"]})
+
+    def task_lrs(loaded) -> dict[str, float]:
+        runner = RecipeRunner(loaded, tmp_path / "work", progress=False)
+        return {
+            row: runner.cells[(row, "gn")].deps["adapter0"].params["training"]["learning_rate"]
+            for row in ("multi", "ft")
+        }
+
+    # without a finetune block, finetune rows use the task adapters' settings (older recipes)
+    same = task_lrs(load_recipe(write_recipe(tmp_path / "a.yaml", recipe), "smoke", data_root))
+    assert same["ft"] == same["multi"]
+    recipe["training"]["finetune"] = {"preset": "smoke", "max_steps": 2, "learning_rate": 3e-5}
+    lrs = task_lrs(load_recipe(write_recipe(tmp_path / "b.yaml", recipe), "smoke", data_root))
+    assert lrs["ft"] == 3e-5 and lrs["multi"] == same["multi"]
