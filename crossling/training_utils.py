@@ -12,6 +12,8 @@ the task adapters' (crossling.tasks.training) and the distillation's (crossling.
 from __future__ import annotations
 
 import functools
+import json
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,10 +57,26 @@ def adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
 
 
 def last_checkpoint(directory: Path) -> str | None:
-    """The newest complete `checkpoint-N` in `directory`, or None (shared by every crossling trainer)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete `checkpoint-N` in `directory`, or None (shared by every crossling trainer).
 
-    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+    Complete means its `trainer_state.json`, which Trainer writes after the weights, optimiser and RNG
+    states, exists and parses: a process killed while saving leaves a newer but partial directory,
+    which `transformers.trainer_utils.get_last_checkpoint` would pick and then fail to load.
+    """
+    if not directory.is_dir():
+        return None
+    found = [
+        (int(m.group(1)), path)
+        for path in directory.iterdir()
+        if path.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", path.name))
+    ]
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(path)
+    return None
 
 
 class Throughput:

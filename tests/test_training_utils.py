@@ -11,7 +11,13 @@ from crossling.commands._training import TRAINING_OPTIONS, add_training_argument
 from crossling.config import TrainingConfig
 from crossling.distill.config import distill_training_config
 from crossling.errors import CrosslingError
-from crossling.training_utils import LossPartsLoggingMixin, adamw, fused_adamw_available, training_arguments
+from crossling.training_utils import (
+    LossPartsLoggingMixin,
+    adamw,
+    fused_adamw_available,
+    last_checkpoint,
+    training_arguments,
+)
 
 
 class _FakeTrainer:
@@ -121,3 +127,16 @@ def test_adamw_is_fused_where_torch_has_it_and_updates_like_the_reference(tmp_pa
     # torch >= 2.4 (what crossling pins in CI) has the fused CPU kernel; asking for foreach wins
     assert fused_adamw_available() == (tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4))
     assert adamw([torch.nn.Parameter(start.clone())], foreach=True).param_groups[0]["foreach"] is True
+
+
+def test_last_checkpoint_skips_a_checkpoint_killed_while_saving(tmp_path):
+    assert last_checkpoint(tmp_path / "missing") is None
+    for step, state in ((10, "{}"), (20, "{}"), (100, None), (30, '{"trunc')):
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(b"x")
+        if state is not None:
+            (path / "trainer_state.json").write_text(state, encoding="utf-8")
+    (tmp_path / "checkpoint-x").mkdir()
+    # 100: weights written, killed before trainer_state.json; 30: killed while writing it
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")
