@@ -416,7 +416,8 @@ def train_task(
     work_dir = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
     checkpoints = work_dir / "checkpoints"
     last = last_checkpoint(checkpoints)
-    if not resume and last is not None:
+    # any checkpoint directory, complete or not, belongs to an earlier run
+    if not resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")):
         raise ConfigError(
             f"{checkpoints} holds checkpoints of an earlier run: pass --resume (resume=True) to continue "
             "it, or delete that directory to start afresh"
