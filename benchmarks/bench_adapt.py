@@ -25,6 +25,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,11 +38,9 @@ from crossling.data import read_text
 VOCAB_SIZE = 8000
 
 
-def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dict:
+def mlm_batches(tokenizer, lines: list[str], args) -> list[dict]:
+    """`args.speed_steps` masked batches of `args.batch_size` lines, seeded."""
     from transformers import DataCollatorForLanguageModeling
-
-    from crossling.language import build_adaptable_model, freeze_for_language_training, mlm_kl_loss
-    from crossling.training_utils import adamw
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     torch.manual_seed(0)
@@ -50,7 +49,43 @@ def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dic
         chunk = lines[i * args.batch_size : (i + 1) * args.batch_size]
         enc = tokenizer(chunk, truncation=True, max_length=args.max_length)
         batches.append(collator([{"input_ids": ids} for ids in enc["input_ids"]]))
+    return batches
 
+
+def paired_times(
+    batches: list[dict], args, step: Callable[[dict, bool], None]
+) -> list[tuple[int, float, float]]:
+    """(tokens, seconds with False, seconds with True) per batch after warm-up.
+
+    Paired design: every batch is timed with both settings back to back (order alternating), so load
+    from other work on the machine hits both alike; callers take the median of per-batch ratios.
+    """
+    pairs = []
+    for i, batch in enumerate(batches * args.repeats):
+        seconds = {}
+        for setting in (False, True) if i % 2 == 0 else (True, False):
+            start = time.perf_counter()
+            step(batch, setting)
+            seconds[setting] = time.perf_counter() - start
+        if i >= args.warmup:
+            pairs.append((int(batch["attention_mask"].sum()), seconds[False], seconds[True]))
+    return pairs
+
+
+def ratio_summary(ratios: list[float]) -> dict:
+    """Min / median / max of sorted per-batch ratios (the median as the benchmarks have always taken it)."""
+    return {
+        "min": round(ratios[0], 3),
+        "median": round(ratios[len(ratios) // 2], 3),
+        "max": round(ratios[-1], 3),
+    }
+
+
+def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dict:
+    from crossling.language import build_adaptable_model, freeze_for_language_training, mlm_kl_loss
+    from crossling.training_utils import adamw
+
+    batches = mlm_batches(tokenizer, lines, args)
     config = LanguageAdapterConfig()
     torch.manual_seed(0)
     adaptable = build_adaptable_model(base, "gn", config, tokenizer=tokenizer, embeddings=embeddings)
@@ -58,23 +93,14 @@ def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dic
     model = adaptable.model.train()
     optimiser = adamw([p for p in model.parameters() if p.requires_grad], lr=1e-4)  # as training does
 
-    def step(batch: dict, kl_weight: float) -> float:
-        start = time.perf_counter()
-        loss, _out, _parts = mlm_kl_loss(model, batch, kl_weight, 1.0)
+    def step(batch: dict, with_kl: bool) -> None:
+        loss, _out, _parts = mlm_kl_loss(model, batch, 1.0 if with_kl else 0.0, 1.0)
         loss.backward()
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
 
-    # Paired design: every batch is timed with and without the KL term back to back (order
-    # alternating), so load from other work on the machine hits both alike; the median of the
-    # per-batch ratios is the overhead.
-    pairs = []
-    for i, batch in enumerate(batches * args.repeats):
-        first, second = (0.0, 1.0) if i % 2 == 0 else (1.0, 0.0)
-        times = {first: step(batch, first), second: step(batch, second)}
-        if i >= args.warmup:
-            pairs.append((int(batch["attention_mask"].sum()), times[0.0], times[1.0]))
+    # the median of the per-batch ratios is the KL's overhead
+    pairs = paired_times(batches, args, step)
     ratios = sorted(kl / mlm for _, mlm, kl in pairs)
     overhead = ratios[len(ratios) // 2] - 1.0
     tokens = sum(n for n, _, _ in pairs)
@@ -89,11 +115,7 @@ def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dic
     return {
         "design": "paired: each batch timed with and without KL back to back; median of per-batch ratios",
         "pairs": len(pairs),
-        "per_batch_ratio": {
-            "min": round(ratios[0], 3),
-            "median": round(ratios[len(ratios) // 2], 3),
-            "max": round(ratios[-1], 3),
-        },
+        "per_batch_ratio": ratio_summary(ratios),
         "tokens_per_second": best,
         "kl_overhead": round(overhead, 4),
         "goal": "kl_overhead < 0.35",
@@ -103,19 +125,13 @@ def throughput(base: Path, tokenizer, embeddings, lines: list[str], args) -> dic
 
 def head_positions(base: Path, lines: list[str], args) -> dict:
     """Step time of a base-vocabulary language adapter: MLM head at every position vs masked ones."""
-    from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+    from transformers import AutoTokenizer
 
     from crossling.language import build_adaptable_model, freeze_for_language_training, masked_lm_outputs
     from crossling.training_utils import adamw
 
     tokenizer = AutoTokenizer.from_pretrained(base)
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
-    torch.manual_seed(0)
-    batches = []
-    for i in range(args.speed_steps):
-        chunk = lines[i * args.batch_size : (i + 1) * args.batch_size]
-        enc = tokenizer(chunk, truncation=True, max_length=args.max_length)
-        batches.append(collator([{"input_ids": ids} for ids in enc["input_ids"]]))
+    batches = mlm_batches(tokenizer, lines, args)
     config = LanguageAdapterConfig.load("madx")
     torch.manual_seed(0)
     adaptable = build_adaptable_model(base, "gn", config)
@@ -123,20 +139,13 @@ def head_positions(base: Path, lines: list[str], args) -> dict:
     model = adaptable.model.train()
     optimiser = adamw([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
-    def step(batch: dict, masked_only: bool) -> tuple[float, float]:
-        start = time.perf_counter()
+    def step(batch: dict, masked_only: bool) -> None:
         loss = masked_lm_outputs(model, batch)[0] if masked_only else model(**batch).loss
         loss.backward()
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
-        return time.perf_counter() - start, float(loss.detach())
 
-    pairs = []
-    for i, batch in enumerate(batches * args.repeats):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        timed = {masked_only: step(batch, masked_only) for masked_only in order}
-        if i >= args.warmup:
-            pairs.append((int(batch["attention_mask"].sum()), timed[False][0], timed[True][0]))
+    pairs = paired_times(batches, args, step)
     ratios = sorted(full / masked for _, full, masked in pairs)
     tokens = sum(n for n, _, _ in pairs)
     speedup = ratios[len(ratios) // 2]
@@ -150,11 +159,7 @@ def head_positions(base: Path, lines: list[str], args) -> dict:
             "every_position": round(tokens / sum(f for _, f, _ in pairs), 1),
             "masked_positions": round(tokens / sum(m for _, _, m in pairs), 1),
         },
-        "per_batch_ratio": {
-            "min": round(ratios[0], 3),
-            "median": round(speedup, 3),
-            "max": round(ratios[-1], 3),
-        },
+        "per_batch_ratio": ratio_summary(ratios),
         "speedup": round(speedup, 3),
     }
     print(f"MLM head at masked positions only: {speedup:.2f}x faster per step (median of {len(pairs)})")

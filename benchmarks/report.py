@@ -1481,6 +1481,16 @@ def write_plots() -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(png: str, draw: Callable[[dict, Any], None], data: dict) -> Path:
+        # Default style, fixed size and no Software/date metadata, so reruns give the same bytes.
+        with plt.style.context("default"):
+            fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+            draw(data, fig)
+            path = PLOTS / f"{png}.png"
+            fig.savefig(path, dpi=DPI, metadata={"Software": None})
+            plt.close(fig)
+        return path
+
     written = []
     PLOTS.mkdir(parents=True, exist_ok=True)
     for png, name, fn in PLOTTERS:
@@ -1488,25 +1498,11 @@ def write_plots() -> list[Path]:
             continue
         if fn is plot_tasks_curves and not any(run["history"] for run in _task_runs(result).values()):
             continue
-        # Default style, fixed size and no Software/date metadata, so reruns give the same bytes.
-        with plt.style.context("default"):
-            fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-            fn(result, fig)
-            path = PLOTS / f"{png}.png"
-            fig.savefig(path, dpi=DPI, metadata={"Software": None})
-            plt.close(fig)
-        written.append(path)
+        written.append(save(png, fn, result))
     recipes = load_recipe_tables()
     for name, table in recipes["tables"].items():
-        if table is None:
-            continue
-        with plt.style.context("default"):
-            fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-            plot_recipe_table(table, fig)
-            path = PLOTS / f"recipe_{name}_{recipes['budget']}.png"
-            fig.savefig(path, dpi=DPI, metadata={"Software": None})
-            plt.close(fig)
-        written.append(path)
+        if table is not None:
+            written.append(save(f"recipe_{name}_{recipes['budget']}", plot_recipe_table, table))
     return written
 
 
