@@ -770,10 +770,34 @@ class RecipeRunner:
     def is_done(self, stage: Stage) -> bool:
         return (stage.directory(self.work) / STAGE_FILE).is_file()
 
+    def record(self, stage: Stage) -> dict[str, Any]:
+        """The finished stage's stage.json (result, seconds, finish time)."""
+        return json.loads((stage.directory(self.work) / STAGE_FILE).read_text(encoding="utf-8"))
+
+    def compute(self) -> dict[str, Any]:
+        """What the table's cells cost: every stage they depend on, counted once, with the wall-clock
+        seconds of those finished (a cached stage counts what it took when it ran)."""
+        seen: dict[str, Stage] = {}
+        todo = list(self.cells.values())
+        while todo:
+            stage = todo.pop()
+            if stage.key not in seen:
+                seen[stage.key] = stage
+                todo.extend(stage.deps.values())
+        done = [s for s in seen.values() if self.is_done(s)]
+        seconds: dict[str, float] = {}
+        for stage in done:
+            seconds[stage.kind] = seconds.get(stage.kind, 0.0) + float(self.record(stage).get("seconds") or 0)
+        return {
+            "stages": len(seen),
+            "finished": len(done),
+            "seconds": round(sum(seconds.values()), 1),
+            "seconds_by_kind": {k: round(v, 1) for k, v in sorted(seconds.items())},
+        }
+
     def result(self, stage: Stage) -> dict[str, Any]:
         if stage.key not in self._results:
-            data = json.loads((stage.directory(self.work) / STAGE_FILE).read_text(encoding="utf-8"))
-            self._results[stage.key] = data["result"]
+            self._results[stage.key] = self.record(stage)["result"]
         return self._results[stage.key]
 
     def execute(self, stage: Stage) -> dict[str, Any]:
@@ -873,6 +897,7 @@ class RecipeRunner:
             "rows": rows,
             "notes": r.notes,
             "comparisons": [compare_rows(rows, pair) for pair in r.compare],
+            "compute": self.compute(),
             "command": command,
             "crossling": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -1246,7 +1271,14 @@ def table_markdown(table: Mapping[str, Any]) -> str:
             f"- {c['label']}: '{c['all']}' over '{c['each']}' {100 * c['relative_improvement']:+.1f} % "
             f"on average (relative, over {c['n']} targets); paired t-test t = {_f3(c['t'])}, p = {p_value}."
         )
-    lines += ["", f"Made by `{table['command']}` (crossling {table['crossling']}, {table['date']})."]
+    made = f"Made by `{table['command']}` (crossling {table['crossling']}, {table['date']})"
+    compute = table.get("compute")
+    if compute and compute.get("finished"):
+        made += (
+            f"; {compute['finished']} of {compute['stages']} stages, "
+            f"{_duration(compute['seconds'])} of stage wall-clock time"
+        )
+    lines += ["", made + "."]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1275,6 +1307,11 @@ def compare_rows(rows: Sequence[Mapping[str, Any]], pair: Mapping[str, str]) -> 
         if math.isfinite(t) and math.isfinite(p):
             out["t"], out["p_value"] = t, p
     return out
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _f3(value: float | None) -> str:

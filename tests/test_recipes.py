@@ -130,6 +130,12 @@ def test_smoke_recipe_table_cache_and_invalidation(tmp_path, data_root, monkeypa
     markdown = (work / "table.md").read_text(encoding="utf-8")
     assert "| two sources |" in markdown and "| English only |" in markdown
     assert table["command"].endswith("--budget smoke")
+    # what the table cost: every stage behind it, each counted once, cached ones with their first run
+    compute = saved["compute"]
+    assert compute["finished"] == compute["stages"] == len(runner.stages)
+    assert {"base", "pack", "task", "eval"} <= set(compute["seconds_by_kind"])
+    assert compute["seconds"] == pytest.approx(sum(compute["seconds_by_kind"].values()), abs=0.5)
+    assert f"{compute['stages']} of {compute['stages']} stages" in markdown
     # the target pack read both corpus files: plain lines and the treebank's tokens
     corpora = [p.read_text(encoding="utf-8") for p in (work / "stages").glob("pack-*/corpus.txt")]
     assert any("kanja2 mbeu" in text and tiny_corpus(150, "xx")[0] in text for text in corpora)
