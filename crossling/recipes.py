@@ -44,6 +44,7 @@ BUDGETS = ("smoke", "cpu", "paper")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO_ROOT / "recipes"
 STAGE_FILE = "stage.json"
+LOCK_FILE = "lock.json"  # held while a process runs the stage: {"pid", "host", "started"}
 TINY_BASES = ("tiny-xlmr", "tiny-bert")
 
 _TOP_KEYS = {
@@ -588,6 +589,59 @@ class Stage:
         return work / "stages" / f"{self.kind}-{self.key[:16]}"
 
 
+class StageBusy(Exception):
+    """The stage (or one it needs) is being run by another process."""
+
+    def __init__(self, stage: Stage, holder: Mapping[str, Any]):
+        super().__init__(stage.label)
+        self.stage, self.holder = stage, dict(holder)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _acquire_lock(directory: Path) -> dict[str, Any] | None:
+    """Take the stage's lock: None when taken, else the holder's record.
+
+    O_EXCL creation makes the take atomic. A lock whose process is gone (same host, pid not alive) or
+    that was never completely written (older than a minute) is stale: it is removed and taken over,
+    so a killed run never blocks the next. A lock from another host is trusted (delete lock.json by
+    hand if that run is dead).
+    """
+    import socket
+
+    path = directory / LOCK_FILE
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8"))
+                stale = holder.get("host") == mine["host"] and not _pid_alive(int(holder["pid"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                holder = {"pid": None, "host": None}
+                try:
+                    stale = time.time() - path.stat().st_mtime > 60
+                except FileNotFoundError:  # released meanwhile: try again
+                    continue
+            if not stale:
+                return holder
+            logger.warning("taking over the stale lock %s (held by pid %s)", path, holder.get("pid"))
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(mine, handle)
+        return None
+
+
 def _stage_key(kind: str, params: Mapping[str, Any], deps: Mapping[str, Stage], digests: Mapping[str, str]):
     from crossling import __version__
 
@@ -613,6 +667,7 @@ class RecipeRunner:
         self._digests: dict[Path, str] = {}
         self._results: dict[str, dict[str, Any]] = {}
         self.cells: dict[tuple[str, str], Stage] = {}  # (row, target) -> evaluation stage
+        self.poll_seconds = 15.0  # how often to look again at stages other processes hold
         self._plan()
 
     # ------------------------------------------------------------------ planning
@@ -801,8 +856,8 @@ class RecipeRunner:
         return self._results[stage.key]
 
     def execute(self, stage: Stage) -> dict[str, Any]:
-        from crossling.artifacts import write_json_atomic
-
+        """The stage's result: cached, or run now (after its dependencies); StageBusy when another
+        process holds it or one of its dependencies."""
         if self.is_done(stage):
             if stage.key not in self._results:
                 self.events.append((stage.kind, stage.label, "cached"))
@@ -811,6 +866,20 @@ class RecipeRunner:
             self.execute(dep)
         directory = stage.directory(self.work)
         directory.mkdir(parents=True, exist_ok=True)
+        holder = _acquire_lock(directory)
+        if holder is not None:
+            raise StageBusy(stage, holder)
+        try:
+            if self.is_done(stage):  # finished by another process between our check and the lock
+                self.events.append((stage.kind, stage.label, "cached"))
+                return self.result(stage)
+            return self._run_stage(stage, directory)
+        finally:
+            (directory / LOCK_FILE).unlink(missing_ok=True)
+
+    def _run_stage(self, stage: Stage, directory: Path) -> dict[str, Any]:
+        from crossling.artifacts import write_json_atomic
+
         logger.info("recipe %s: running %s [%s]", self.recipe.name, stage.label, directory.name)
         started = time.perf_counter()
         stage_ctx = _StageContext(self, stage, directory)
@@ -834,12 +903,37 @@ class RecipeRunner:
         return result
 
     def run(self, only: Sequence[str] | None = None) -> dict[str, Any]:
-        """Run the stages of the rows in `only` (all by default); write and return the table."""
-        rows = self._select(only)
-        for row in rows:
-            for target in self.recipe.targets:
-                self.execute(self.cells[(row.name, target)])
+        """Run the stages of the rows in `only` (all by default); write and return the table.
+
+        Several processes may run the same recipe in the same work directory: each stage is locked
+        while it runs, a process skips cells whose stages another one holds and comes back to them
+        when it has nothing else to do, so N processes share the work (one core each).
+        """
+        pending = [self.cells[(row.name, t)] for row in self._select(only) for t in self.recipe.targets]
+        told: set[str] = set()
+        while pending:
+            waiting = []
+            for cell in pending:
+                try:
+                    self.execute(cell)
+                except StageBusy as busy:
+                    waiting.append(cell)
+                    if busy.stage.key not in told:
+                        told.add(busy.stage.key)
+                        logger.info(
+                            "recipe %s: %s is being run by process %s on %s; going on with other stages",
+                            self.recipe.name,
+                            busy.stage.label,
+                            busy.holder.get("pid"),
+                            busy.holder.get("host"),
+                        )
+            if len(waiting) == len(pending):  # nothing else to do: wait for the other process(es)
+                self._wait()
+            pending = waiting
         return self.write_table()
+
+    def _wait(self) -> None:
+        time.sleep(self.poll_seconds)
 
     def _select(self, only: Sequence[str] | None) -> list[Row]:
         if not only:

@@ -14,7 +14,15 @@ import crossling.multisource
 import crossling.tasks
 from crossling.cli import main
 from crossling.errors import ConfigError
-from crossling.recipes import RECIPES_DIR, RecipeRunner, compare_rows, load_recipe, run_recipe
+from crossling.recipes import (
+    LOCK_FILE,
+    RECIPES_DIR,
+    RecipeRunner,
+    _acquire_lock,
+    compare_rows,
+    load_recipe,
+    run_recipe,
+)
 from crossling.testing import tiny_corpus
 
 LABELS = ("entailment", "neutral", "contradiction")
@@ -168,6 +176,74 @@ def test_smoke_recipe_table_cache_and_invalidation(tmp_path, data_root, monkeypa
     assert code == 0
     saved = json.loads((work / "table.json").read_text(encoding="utf-8"))
     assert all(r["scores"]["gn"] is not None for r in saved["rows"])
+
+
+@pytest.fixture()
+def other_process():
+    """A live process that is not this one (the holder of a foreign lock)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_dies(
+    tmp_path, data_root, other_process
+):
+    recipe_file = write_recipe(tmp_path / "toy.yaml", SMOKE)
+    work = tmp_path / "work"
+    runner = RecipeRunner(load_recipe(recipe_file, "smoke", data_root), work, progress=False)
+    # another process is training the Spanish task adapter, which only the "multi" row needs
+    spanish = next(s for s in runner.stages.values() if s.kind == "task" and s.params["language"] == "es")
+    directory = spanish.directory(work)
+    directory.mkdir(parents=True)
+    import socket
+
+    lock = {"pid": other_process.pid, "host": socket.gethostname(), "started": 0}
+    (directory / LOCK_FILE).write_text(json.dumps(lock), encoding="utf-8")
+    waits = []
+
+    def wait() -> None:  # nothing left but the held stage: everything else is already done
+        waits.append(1)
+        assert runner.is_done(runner.cells[("english", "gn")])
+        assert not runner.is_done(spanish) and not runner.is_done(runner.cells[("multi", "gn")])
+        other_process.kill()  # the other run dies: its lock goes stale
+        other_process.wait()
+
+    runner._wait = wait
+    table = runner.run()
+    assert len(waits) == 1
+    assert ("task", spanish.label, "ran") in runner.events
+    assert all(row["scores"]["gn"] is not None for row in table["rows"])
+    assert not list(work.glob(f"stages/*/{LOCK_FILE}"))  # every lock released
+
+
+def test_stage_lock_holders(tmp_path, other_process):
+    import os
+    import socket
+
+    host = socket.gethostname()
+    path = tmp_path / LOCK_FILE
+    assert _acquire_lock(tmp_path) is None  # free: taken
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    path.unlink()
+    for holder, taken in [
+        ({"pid": other_process.pid, "host": host}, False),  # alive here: busy
+        ({"pid": other_process.pid, "host": "elsewhere"}, False),  # another machine: trusted
+        ({"pid": 2**22 + 12345, "host": host}, True),  # gone: stale, taken over
+    ]:
+        path.write_text(json.dumps(holder))
+        result = _acquire_lock(tmp_path)
+        assert (result is None) == taken, holder
+        assert json.loads(path.read_text())["pid"] == (os.getpid() if taken else holder["pid"])
+        path.unlink()
+    path.write_text('{"pid": ')  # a holder killed while writing its lock: busy for a minute, then stale
+    assert _acquire_lock(tmp_path) == {"pid": None, "host": None}
+    os.utime(path, (path.stat().st_atime - 120, path.stat().st_mtime - 120))
+    assert _acquire_lock(tmp_path) is None
 
 
 @pytest.mark.parametrize(
