@@ -79,7 +79,7 @@ from torch import nn
 from crossling.adversarial import DivergenceError, LanguageDiscriminator
 from crossling.config import Config, TrainingConfig, field
 from crossling.errors import ConfigError, CrosslingError
-from crossling.training_utils import adamw
+from crossling.training_utils import adamw, autocast
 
 logger = logging.getLogger(__name__)
 
@@ -437,6 +437,12 @@ def train_macular(
     label2id = {t: {label: i for i, label in enumerate(labels[t])} for t in cfg.tasks}
     switcher = CodeSwitcher(dicts, ratio=cfg.code_switch_ratio, seed=training.seed) if switching else None
 
+    def run(encoded: dict[str, torch.Tensor], setup: str, head: str) -> tuple[torch.Tensor, torch.Tensor]:
+        # the model under training.precision; losses, discriminators and the optimiser stay fp32
+        with autocast(training, device):
+            logits, pooled = module.run(encoded, setup, head)
+        return logits.float(), pooled.float()
+
     def encode(task: str, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         features = encode_pairs(tokenizer, batch, label2id[task], max_length).features
         return {k: v.to(device) for k, v in collate(features, tokenizer.pad_token_id).items()}
@@ -490,7 +496,7 @@ def train_macular(
             logits = []
             for view in views:
                 encoded = encode(task, view)
-                lg, pl = module.run(encoded, "shared", module.head(task))
+                lg, pl = run(encoded, "shared", module.head(task))
                 ce = F.cross_entropy(lg, encoded["labels"])
                 total = total + ce / len(views)
                 parts["ce"] += float(ce.detach()) / len(views)
@@ -538,7 +544,7 @@ def train_macular(
         total = torch.zeros((), device=device)
         for view in views:
             encoded = encode(target, view)
-            lg, pl = module.run(encoded, "aggregated", name)
+            lg, pl = run(encoded, "aggregated", name)
             ce = F.cross_entropy(lg, encoded["labels"])
             total = total + ce / len(views)
             parts["ce"] += float(ce.detach()) / len(views)
@@ -560,8 +566,8 @@ def train_macular(
         if similar is not None and cfg.task_consistency_weight > 0:
             encoded = encode(similar, batches[similar].next())
             with torch.no_grad():
-                reference, _ = module.run(encoded, "shared", module.head(similar))
-            current, _ = module.run(encoded, "aggregated", module.head(similar))
+                reference, _ = run(encoded, "shared", module.head(similar))
+            current, _ = run(encoded, "aggregated", module.head(similar))
             tc = symmetric_kl(current, reference)
             total = total + cfg.task_consistency_weight * tc
             parts["task_consistency"] = float(tc.detach())

@@ -7,12 +7,15 @@ the task adapters' (crossling.tasks.training) and the distillation's (crossling.
   stop — naming the last good checkpoint — when the loss is no longer finite.
 * `last_checkpoint` and `Throughput`, which both of those rely on.
 * `adamw`: AdamW, fused where torch has it (every optimiser crossling builds itself goes through it).
+* `autocast`: `TrainingConfig.precision` for the steps Trainer does not run itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -27,6 +30,13 @@ if TYPE_CHECKING:
     from transformers import TrainingArguments
 
     from crossling.config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _bf16_is_native() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @functools.cache
@@ -54,6 +64,25 @@ def adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
     if fused_adamw_available() and "foreach" not in kwargs:
         kwargs.setdefault("fused", True)
     return torch.optim.AdamW(params, **kwargs)
+
+
+def autocast(
+    training: TrainingConfig, device: torch.device | str = "cpu"
+) -> contextlib.AbstractContextManager:
+    """The autocast context of `training.precision` for loops Trainer does not run (Keung's
+    discriminator and generator steps, Macular); a no-op at fp32."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=training.precision == "bf16")
+
+
+def warn_if_bf16_is_slow() -> None:
+    """bf16 autocast runs everywhere, but without bf16 instructions a CPU emulates it slowly."""
+    if torch.cuda.is_available():
+        return
+    if not _bf16_is_native():
+        logger.warning(
+            "precision bf16: this CPU has no native bfloat16 support; training will be slower than fp32"
+        )
 
 
 def last_checkpoint(directory: Path) -> str | None:
@@ -131,7 +160,10 @@ def training_arguments(
         # without a GPU, say so: otherwise Trainer does not set up gloo DDP under torchrun
         "use_cpu": not torch.cuda.is_available(),
         "optim": "adamw_torch_fused" if fused_adamw_available() else "adamw_torch",  # see `adamw`
+        "bf16": training.precision == "bf16",  # Trainer/accelerate autocast the model's forward
     }
+    if training.precision == "bf16":
+        warn_if_bf16_is_slow()
     return TrainingArguments(**{**kwargs, **overrides})
 
 

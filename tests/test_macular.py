@@ -222,6 +222,26 @@ def test_training_lowers_the_task_loss_and_the_saved_result_loads_and_predicts(
     assert torch.allclose(predictor.logits(batch), expected, atol=1e-4)
 
 
+def test_bf16_reaches_both_stages_and_the_adapter_stays_fp32(en_pack, macular_files, tmp_path):
+    from test_precision import linear_output_dtypes
+
+    with linear_output_dtypes() as seen:
+        adapter, module = train_macular(
+            {"nli": macular_files["nli"], "paraphrase": macular_files["paraphrase"]},
+            tmp_path / "bf16",
+            dictionaries={"xx": macular_files["dict"]},
+            pack=en_pack,
+            config={"multitask_steps": 2},
+            training=FAST.replace(max_steps=2, precision="bf16"),
+            return_model=True,
+        )
+    # the encoder and task heads under autocast (bf16); the discriminators read fp32 features
+    assert seen == {torch.bfloat16, torch.float32}
+    history = adapter.config["macular"]["stage1"]["history"] + adapter.config["macular"]["stage2"]["history"]
+    assert len(history) == 4 and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+
+
 def test_cli_end_to_end_and_bad_input_is_one_line(en_pack, macular_files, tmp_path, capsys):
     from crossling.cli import main
 

@@ -19,6 +19,7 @@ from crossling.recipes import (
     RECIPES_DIR,
     RecipeRunner,
     _acquire_lock,
+    _stage_key,
     compare_rows,
     load_recipe,
     run_recipe,
@@ -219,6 +220,16 @@ def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_
     assert ("task", spanish.label, "ran") in runner.events
     assert all(row["scores"]["gn"] is not None for row in table["rows"])
     assert not list(work.glob(f"stages/*/{LOCK_FILE}"))  # every lock released
+
+
+def test_settings_added_later_leave_stage_keys_alone_at_their_default():
+    from crossling.config import TrainingConfig
+
+    before = {k: v for k, v in TrainingConfig().to_dict().items() if k != "precision"}  # an older release
+    key = _stage_key("task", {"training": before, "task": "nli"}, {}, {})
+    assert _stage_key("task", {"training": TrainingConfig().to_dict(), "task": "nli"}, {}, {}) == key
+    bf16 = TrainingConfig(precision="bf16").to_dict()
+    assert _stage_key("task", {"training": bf16, "task": "nli"}, {}, {}) != key
 
 
 def test_stage_lock_holders(tmp_path, other_process):

@@ -20,12 +20,14 @@ TRAINING_HELP: dict[str, str] = {
     "save_steps": "checkpoint every N steps",
     "max_length": "maximum tokens per sentence (longer ones are truncated)",
     "seed": "random seed",
+    "precision": "fp32, or bf16: matrix products in bfloat16 (faster on CPUs with AMX/AVX-512 BF16 and "
+    "recent GPUs; weights, optimiser and losses stay fp32)",
     "resume": "continue an interrupted run from its last checkpoint",
 }
 TRAINING_OPTIONS = tuple(TRAINING_HELP)
 
 # TrainingConfig fields that options of the same destination set as they are
-_DIRECT_FIELDS = ("max_steps", "batch_size", "learning_rate", "save_steps", "max_length", "seed")
+_DIRECT_FIELDS = ("max_steps", "batch_size", "learning_rate", "save_steps", "max_length", "seed", "precision")
 
 
 def add_training_arguments(
@@ -54,6 +56,7 @@ def add_training_arguments(
         "save_steps": ("--save-steps", {"type": int}),
         "max_length": ("--max-length", {"type": int}),
         "seed": ("--seed", {"type": int}),
+        "precision": ("--precision", {"choices": ("fp32", "bf16")}),
         "resume": ("--resume", {"action": "store_true"}),
     }
     g = p.add_argument_group("training")

@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     # a subset: Macular's plain loop (crossling.macular) has no checkpoints; --max-steps sizes stage 2
     add_training_arguments(
         p,
-        options=("budget", "max_steps", "batch_size", "learning_rate", "max_length", "seed"),
+        options=("budget", "max_steps", "batch_size", "learning_rate", "max_length", "seed", "precision"),
         help_texts={
             "budget": "preset size of the run (smoke, cpu, paper)",
             "max_steps": "stage-2 optimiser steps (overrides the budget)",

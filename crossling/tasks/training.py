@@ -242,7 +242,7 @@ def _trainer_class() -> type:
                 module.train()
                 try:
                     parts = keung_updates(
-                        lambda b: module.pooled(b["adv_input_ids"], b["adv_attention_mask"]),
+                        lambda b: self._pooled(module, b),
                         module.discriminator,
                         self.generator_params,
                         self.adv_optimizers["discriminator"],
@@ -255,6 +255,12 @@ def _trainer_class() -> type:
                     self.diverged(str(err))
                 self.record_loss_parts(parts)
             return super().training_step(model, inputs, num_items_in_batch)
+
+        def _pooled(self, module, batch):
+            # Keung's own steps run outside Trainer's autocast: the same precision, fp32 features out
+            with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
+                pooled = module.pooled(batch["adv_input_ids"], batch["adv_attention_mask"])
+            return pooled.float()
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.adversarial in ("grl", "loss-reversal") and model.training:
