@@ -465,11 +465,91 @@ def _macular_verdict(runs: list[dict]) -> str:
     return text + "; the paper uses bilingual dictionaries and all 392k XNLI training pairs with XLM-R."
 
 
+PRECISION_PARTS = {
+    "language_new_vocab": "language adapter, new 8k vocabulary (MLM + KL; target packs)",
+    "language_base_vocab": "language adapter, e5's 250k vocabulary (MAD-X; source packs)",
+    "task_adapter_nli": "NLI task adapter on a language adapter",
+    "finetune_ner": "full fine-tuning, NER (118M parameters)",
+}
+
+
+def _precision_verdict(r: dict) -> str:
+    speed = r["speed"]
+    low = min(v["speedup"] for v in speed.values())
+    high = max(v["speedup"] for v in speed.values())
+    text = f"bf16 makes a training step {low:.2f}-{high:.2f}x faster (median paired ratios)"
+    if q := r.get("quality"):
+        ratio = q["perplexity_ratio_bf16_over_fp32"]
+        fp32, bf16 = q["results"]["fp32"]["perplexity"], q["results"]["bf16"]["perplexity"]
+        text += (
+            f"; a language adapter trained {q['steps']} steps reaches held-out perplexity {bf16:.1f} in "
+            f"bf16 against {fp32:.1f} in fp32 (ratio {ratio:.3f}), its training "
+            f"{q['training_speedup']:.2f}x faster end to end"
+        )
+    if not r.get("cpu_bf16_native", True):
+        text += " (this CPU has no native bf16: expect no gain)"
+    return text + "."
+
+
+def precision(r: dict) -> str:
+    return (
+        f"**bf16 training** (`--precision bf16`, `bench_precision.py`, {_when(r)}, "
+        f"{r['settings'].get('threads')} thread): " + _precision_verdict(r)
+    )
+
+
+def full_precision(r: dict) -> str:
+    a = r["settings"]
+    rows = [
+        [
+            PRECISION_PARTS.get(name, name),
+            _f(v["seconds_per_step"]["fp32"], 2),
+            _f(v["seconds_per_step"]["bf16"], 2),
+            f"{v['speedup']:.2f}x",
+            f"{v['per_batch_ratio']['min']:.2f} / {v['per_batch_ratio']['max']:.2f}",
+            v["pairs"],
+        ]
+        for name, v in r["speed"].items()
+    ]
+    parts = [
+        _head(
+            r,
+            _precision_verdict(r),
+            f"python benchmarks/bench_precision.py --steps {a['steps']} --threads {a['threads']}",
+        ),
+        f"Speed ({r['design']}; batch {a['batch_size']}, at most {a['max_length']} tokens):\n\n"
+        + _table(
+            ["training step", "fp32 s/step", "bf16 s/step", "speed-up", "ratio min / max", "pairs"], rows
+        ),
+    ]
+    if q := r.get("quality"):
+        parts.append(
+            f"Quality: `crossling.adapt` on {a['lines']} Guarani lines (same tokenizer and UniBridge "
+            f"initialisation, {q['steps']} steps at learning rate {q['learning_rate']:g}, "
+            f"{a['eval_lines']} held-out lines):\n\n"
+            + _table(
+                ["precision", "held-out perplexity", "KL to the base", "training loss", "training s"],
+                [
+                    [
+                        k,
+                        _f(v["perplexity"], 1),
+                        _f(v["kl"], 4),
+                        _f(v["train_loss"], 3),
+                        _f(v["training_seconds"], 0),
+                    ]
+                    for k, v in q["results"].items()
+                ],
+            )
+        )
+    return "\n\n".join(parts)
+
+
 SECTIONS: list[tuple[str, Callable[[dict], str]]] = [
     ("vocab_search", vocab_search),
     ("init_memory", init_memory),
     ("init_quality", init_quality),
     ("adapt", adapt),
+    ("precision", precision),
     ("multisource", multisource),
     ("distill", distill),
 ]
@@ -1215,6 +1295,8 @@ def full_recipes(r: dict) -> str:
     ]
     for name, table in published.items():
         md = table_markdown(table).replace("### ", "### Recipe: ", 1)
+        if findings := _recipe_findings(table):
+            md = md.rstrip() + "\n\nAgainst the first row:\n\n" + "\n".join(f"- {f}" for f in findings)
         plot = _plot(f"recipe_{name}_{r['budget']}", f"{name}: per-target scores")
         parts.append(md.rstrip() + "\n\n" + plot)
     todo = [n for n in r["recipes"] if n not in published]
@@ -1224,6 +1306,27 @@ def full_recipes(r: dict) -> str:
             + _commands(*(f"crossling recipe run recipes/{n}.yaml --budget {r['budget']}" for n in todo))
         )
     return "\n\n".join(parts)
+
+
+def _recipe_findings(table: dict) -> list[str]:
+    """Each finished row against the table's first row (its baseline): on how many targets it is above,
+    and the mean difference in points. Tables with their own comparisons (each vs all) have those."""
+    if table.get("comparisons"):
+        return []
+    rows = [row for row in table["rows"] if None not in row["scores"].values()]
+    if len(rows) < 2 or rows[0] is not table["rows"][0]:
+        return []
+    base, found = rows[0], []
+    for row in rows[1:]:
+        diffs = [100 * (row["scores"][t] - base["scores"][t]) for t in table["targets"]]
+        above = sum(d > 0 for d in diffs)
+        found.append(
+            f"{row['label']}: above {base['label']} on {above} of {len(diffs)} targets, "
+            f"mean {sum(diffs) / len(diffs):+.1f} points (per target "
+            + ", ".join(f"{t} {d:+.1f}" for t, d in zip(table["targets"], diffs, strict=True))
+            + ")."
+        )
+    return found
 
 
 def recipes_summary(r: dict) -> str:
@@ -1267,6 +1370,7 @@ FULL: list[tuple[str, str, Callable[[dict], str], list[str]]] = [
         ["python benchmarks/bench_init_quality.py"],
     ),
     ("adapt", "Language adaptation", full_adapt, ["python benchmarks/bench_adapt.py"]),
+    ("precision", "bf16 training", full_precision, ["python benchmarks/bench_precision.py"]),
     ("multisource", "Multi-source inference", full_multisource, ["python benchmarks/bench_multisource.py"]),
     (
         "tasks_panx",

@@ -188,10 +188,21 @@ def test_published_recipe_tables_render_and_the_rest_are_listed(report: ModuleTy
     assert "| + adversarial | 70.0 | — | — |" in section  # an unfinished row says so, no average
     assert "Made by `crossling recipe run recipes/keung_ner.yaml --budget cpu`" in section
     assert "crossling recipe run recipes/unibridge_nli.yaml --budget cpu" in section.split("Not run", 1)[1]
+    assert "Against the first row" not in section  # the second row is unfinished: nothing to compare
     readme = report.README.read_text(encoding="utf-8")
     assert "`keung_ner` (best row: Fine-tuning, f1 55.0)" in readme
     if report.write_plots():  # matplotlib is optional
         assert (report.PLOTS / "recipe_keung_ner_cpu.png").is_file()
+
+
+def test_recipe_findings_compare_finished_rows_with_the_first(report: ModuleType) -> None:
+    table = _recipe_table()
+    table["rows"][1]["scores"] = {"es": 0.7, "nl": 0.55}
+    assert report._recipe_findings(table) == [
+        "+ adversarial: above Fine-tuning on 1 of 2 targets, mean +7.5 points (per target es +20.0, nl -5.0)."
+    ]
+    table["comparisons"] = [{"label": "each vs all"}]  # tables with their own comparisons keep those
+    assert report._recipe_findings(table) == []
 
 
 def _distill_config(tatoeba: float, nli: float, **extra) -> dict:
