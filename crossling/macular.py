@@ -439,7 +439,7 @@ def train_macular(
 
     def run(encoded: dict[str, torch.Tensor], setup: str, head: str) -> tuple[torch.Tensor, torch.Tensor]:
         # the model under training.precision; losses, discriminators and the optimiser stay fp32
-        with autocast(training, device):
+        with autocast(training.precision, device):
             logits, pooled = module.run(encoded, setup, head)
         return logits.float(), pooled.float()
 

@@ -66,13 +66,10 @@ def adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, **kwargs)
 
 
-def autocast(
-    training: TrainingConfig, device: torch.device | str = "cpu"
-) -> contextlib.AbstractContextManager:
-    """The autocast context of `training.precision` for loops Trainer does not run (Keung's
-    discriminator and generator steps, Macular); a no-op at fp32."""
-    device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=training.precision == "bf16")
+def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+    """The autocast context of a `TrainingConfig.precision` for steps Trainer does not run itself
+    (Keung's discriminator and generator steps, Macular); a no-op at fp32."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def warn_if_bf16_is_slow() -> None:

@@ -60,7 +60,13 @@ from crossling.tasks.model import (
     resolve_pack,
     task_adapter_config,
 )
-from crossling.training_utils import LossPartsLoggingMixin, adamw, last_checkpoint, training_arguments
+from crossling.training_utils import (
+    LossPartsLoggingMixin,
+    adamw,
+    autocast,
+    last_checkpoint,
+    training_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +264,7 @@ def _trainer_class() -> type:
 
         def _pooled(self, module, batch):
             # Keung's own steps run outside Trainer's autocast: the same precision, fp32 features out
-            with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
+            with autocast("bf16" if self.args.bf16 else "fp32", self.args.device):
                 pooled = module.pooled(batch["adv_input_ids"], batch["adv_attention_mask"])
             return pooled.float()
 
