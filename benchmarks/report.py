@@ -517,7 +517,8 @@ def full_precision(r: dict) -> str:
             _precision_verdict(r),
             f"python benchmarks/bench_precision.py --steps {a['steps']} --threads {a['threads']}",
         ),
-        f"Speed ({r['design']}; batch {a['batch_size']}, at most {a['max_length']} tokens):\n\n"
+        (f"Conditions: {r['conditions']}.\n\n" if r.get("conditions") else "")
+        + f"Speed ({r['design']}; batch {a['batch_size']}, at most {a['max_length']} tokens):\n\n"
         + _table(
             ["training step", "fp32 s/step", "bf16 s/step", "speed-up", "ratio min / max", "pairs"], rows
         ),
