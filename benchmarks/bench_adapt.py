@@ -36,6 +36,12 @@ from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchC
 from crossling.data import read_text
 
 VOCAB_SIZE = 8000
+GUARANI = Path("americasnlp2021_parallel") / "guarani-spanish" / "train.gn"  # under the data root
+
+
+def guarani_lines(n: int) -> list[str]:
+    """The first `n` lines of the Guarani side of AmericasNLP 2021 (the adaptation benchmarks' text)."""
+    return [r["text"] for r in read_text(data_root() / GUARANI)][:n]
 
 
 def mlm_batches(tokenizer, lines: list[str], args) -> list[dict]:
@@ -258,11 +264,10 @@ def main() -> None:
     from crossling.vocab import train_tokenizer
 
     base = model_dir("multilingual-e5-small")
-    source = data_root() / "americasnlp2021_parallel" / "guarani-spanish" / "train.gn"
-    lines = [r["text"] for r in read_text(source)][: args.lines]
+    lines = guarani_lines(args.lines)
     result: dict = {
         "base": "multilingual-e5-small (no MLM head: a fresh one, decoder tied to the new embeddings)",
-        "data": f"{source.relative_to(data_root())}, first {len(lines)} lines",
+        "data": f"{GUARANI}, first {len(lines)} lines",
         "vocabulary": f"SentencePiece unigram, {args.vocab_size} pieces",
     }
     # each part records its own settings and date: a rerun of one part keeps the other's figures

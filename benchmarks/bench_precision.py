@@ -27,25 +27,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_adapt import mlm_batches, ratio_summary
+from bench_adapt import guarani_lines, mlm_batches, paired_times, ratio_summary
 from common import data_root, model_dir, peak_rss_mb, write_result
 
 from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchConfig
-from crossling.data import read_text
 
 
 def paired(batches: list[dict], step: Callable[[dict], None], args) -> dict:
-    """Median fp32 / bf16 step-time ratio over `batches` x repeats; each batch timed both ways in turn."""
-    pairs = []
-    for i, batch in enumerate(batches * args.repeats):
-        seconds = {}
-        for bf16 in (False, True) if i % 2 == 0 else (True, False):
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                step(batch)
-            seconds[bf16] = time.perf_counter() - start
-        if i >= args.warmup:
-            pairs.append((seconds[False], seconds[True]))
+    """Median fp32 / bf16 step-time ratio over `batches` x repeats (bench_adapt's paired design)."""
+
+    def timed(batch: dict, bf16: bool) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            step(batch)
+
+    pairs = [(fp32, bf16) for _, fp32, bf16 in paired_times(batches, args, timed)]
     ratios = sorted(fp32 / bf16 for fp32, bf16 in pairs)
     return {
         "pairs": len(pairs),
@@ -219,8 +214,7 @@ def main() -> None:
     from crossling.vocab import train_tokenizer
 
     base = model_dir("multilingual-e5-small")
-    source = data_root() / "americasnlp2021_parallel" / "guarani-spanish" / "train.gn"
-    lines = [r["text"] for r in read_text(source)][: args.lines]
+    lines = guarani_lines(args.lines)
     result: dict = {
         "base": "multilingual-e5-small",
         "cpu_bf16_native": _bf16_is_native(),
