@@ -88,7 +88,7 @@ _DATA_KEYS = {
     "corpus_lines": "use at most this many corpus lines per language (null: all)",
     "parallel": "parallel sentences for harmony weights (AmericasNLI alignment table or TSV)",
     "unlabelled": "text of other languages for adversarial training ({lang}; a tagging file: labels unused)",
-    "to_iob2": "convert IOB1 NER tags to IOB2 when reading",
+    "to_iob2": "convert IOB1 NER tags to IOB2 when reading: true, or a list of the languages needing it",
     "map_labels": "rename gold labels of the target data before scoring, e.g. {B-MISC: O}",
     "similar_task": "Macular rows: the similar task trained alongside (e.g. paraphrase for nli)",
     "similar_train": "Macular rows: labelled data of the similar task ({lang}: the source)",
@@ -781,7 +781,7 @@ class RecipeRunner:
             "training": r.training["finetune" if row.method == "finetune" else "task_adapter"].to_dict(),
             "train_examples": r.data.get("train_examples"),
             "dev_examples": r.data.get("dev_examples"),
-            "to_iob2": bool(r.data.get("to_iob2", False)),
+            "to_iob2": _to_iob2(r, languages),
         }
         if len(languages) == 1:
             inputs = {"train": r.data_path("task_train", source)}
@@ -826,7 +826,7 @@ class RecipeRunner:
             "combine": row.combine.to_dict(),
             "limit": r.data.get("test_limit"),
             "skip": r.data.get("test_skip") or 0,
-            "to_iob2": bool(r.data.get("to_iob2", False)),
+            "to_iob2": _to_iob2(r, [target]),
             "map_labels": r.data.get("map_labels"),
         }
         deps = {"base": base, **{f"adapter{i}": a for i, a in enumerate(adapters)}}
@@ -1170,6 +1170,19 @@ def _is_plain_text(path: Path) -> bool:
         return False
 
 
+def _to_iob2(recipe: Recipe, languages: Sequence[str]) -> bool | list[str]:
+    """data.to_iob2 for a stage over `languages`: true/false as given, or, from a list of languages,
+    whether the one language is in it (a stage of several gets the sorted list of those in it)."""
+    value = recipe.data.get("to_iob2", False)
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{recipe.path}: data.to_iob2 must be true, false or a list of languages")
+    if len(languages) == 1:
+        return languages[0] in value
+    return sorted(set(languages) & set(value)) or False
+
+
 def _task_split(stage: Stage, train_key: str, dev_key: str) -> tuple[list, list]:
     """(train, dev) records of one language: the first train_examples rows, and the dev file's first
     dev_examples rows or, without a dev file, the rows after the training ones."""
@@ -1177,6 +1190,8 @@ def _task_split(stage: Stage, train_key: str, dev_key: str) -> tuple[list, list]
 
     p = stage.params
     to_iob2 = p.get("to_iob2", False)  # Macular stages (pair tasks) have no such option
+    if isinstance(to_iob2, list):  # a stage over several languages: the key names the language
+        to_iob2 = (train_key.removeprefix("train_") if train_key != "train" else p["language"]) in to_iob2
     records = read_task_data(p["task"], stage.inputs[train_key], to_iob2=to_iob2)
     n_train, n_dev = p["train_examples"], p["dev_examples"]
     train = records[:n_train] if n_train is not None else records

@@ -222,6 +222,19 @@ def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_
     assert not list(work.glob(f"stages/*/{LOCK_FILE}"))  # every lock released
 
 
+def test_to_iob2_may_name_the_languages_that_need_it(tmp_path, data_root):
+    from crossling.recipes import _to_iob2
+
+    recipe = load_recipe(write_recipe(tmp_path / "toy.yaml", SMOKE), "smoke", data_root)
+    assert _to_iob2(recipe, ["en"]) is False
+    recipe.data["to_iob2"] = ["ja", "zh"]
+    assert _to_iob2(recipe, ["en"]) is False and _to_iob2(recipe, ["zh"]) is True
+    assert _to_iob2(recipe, ["en", "zh", "ja"]) == ["ja", "zh"] and _to_iob2(recipe, ["en", "ar"]) is False
+    recipe.data["to_iob2"] = "ja"
+    with pytest.raises(ConfigError, match="data.to_iob2 must be"):
+        _to_iob2(recipe, ["ja"])
+
+
 def test_settings_added_later_leave_stage_keys_alone_at_their_default():
     from crossling.config import TrainingConfig
 
