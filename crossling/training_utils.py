@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -159,6 +160,9 @@ def training_arguments(
         "optim": "adamw_torch_fused" if fused_adamw_available() else "adamw_torch",  # see `adamw`
         "bf16": training.precision == "bf16",  # Trainer/accelerate autocast the model's forward
     }
+    # TrainingArguments writes bf16 into this variable but never clears it, and every later Trainer
+    # of the process reads it back: without this, one bf16 run would make later fp32 runs bf16 too.
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if training.precision == "bf16" else "no"
     if training.precision == "bf16":
         warn_if_bf16_is_slow()
     return TrainingArguments(**{**kwargs, **overrides})
@@ -171,7 +175,8 @@ class LossPartsLoggingMixin:
     `compute_loss` reports with `record_loss_parts` (e.g. {"mlm": .., "kl": ..}), `count_tokens` and
     `check_finite_loss`; every log line with a "loss" then carries the mean of each part since the
     previous one and, if `log_tokens_per_second`, "tokens_per_s". The class attributes keep each
-    trainer's own wording of the divergence error.
+    trainer's own wording of the divergence error. After `train`, the model's forward is the plain one
+    again (bf16 autocast stays inside training).
     """
 
     #: add "tokens_per_s" (of the tokens passed to `count_tokens`) to the logs
@@ -192,6 +197,14 @@ class LossPartsLoggingMixin:
         super().__init__(*args, **kwargs)
         self.throughput = Throughput()
         self._parts: dict[str, list[float]] = {}
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            # accelerate wraps the model's forward in autocast under bf16 and leaves it there: remove it,
+            # so that what runs after training (held-out evaluation, prediction) is fp32 again
+            self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
 
     def record_loss_parts(self, parts: Mapping[str, float]) -> None:
         """Keep the values of this step's loss parts until the next log line averages them."""

@@ -54,6 +54,26 @@ def test_language_adapter_training_runs_matrix_products_in_the_chosen_precision(
     assert {p.dtype for p in adaptable.model.parameters()} == {torch.float32}
 
 
+def test_bf16_stays_inside_its_run(tiny_xlmr_dir, tmp_path):
+    """A bf16 run leaves no trace: the model evaluates in fp32 afterwards, and a later fp32 run of the
+    same process is fp32 (transformers keeps bf16 in ACCELERATE_MIXED_PRECISION otherwise)."""
+    lines = tiny_corpus(60, "xx")
+    runs = {}
+    for precision in ("bf16", "fp32"):
+        adaptable = build_adaptable_model(tiny_xlmr_dir, "xx", LanguageAdapterConfig())
+        training = TrainingConfig(max_steps=2, batch_size=8, save_steps=2, precision=precision)
+        with linear_output_dtypes() as seen:
+            train_language_adapter(
+                adaptable, lines, LanguageAdapterConfig(), training, tmp_path / precision, progress=False
+            )
+        batch = adaptable.tokenizer(lines[:4], return_tensors="pt", padding=True)
+        with linear_output_dtypes() as after, torch.no_grad():
+            adaptable.model(**batch)
+        runs[precision] = (seen, after)
+    assert torch.bfloat16 in runs["bf16"][0] and runs["bf16"][1] == {torch.float32}
+    assert runs["fp32"][0] == {torch.float32} and runs["fp32"][1] == {torch.float32}
+
+
 @pytest.mark.parametrize("adversarial", ["none", "keung"])
 def test_task_training_autocasts_trainer_and_keung_steps(
     en_pack, ner_files, tmp_path, adversarial, monkeypatch
