@@ -286,6 +286,25 @@ class HarmonyConfig(Config):
     strategy: Literal["harmony", "uniform", "best", "english", "given"] = field("harmony", doc="combination")
 
 
+# Fields added after recipe stage keys and distillation run signatures were first written: at these
+# defaults they are left out of both, so a cache or a checkpointed run made before the field existed
+# stays valid (any other value still counts).
+NEW_FIELD_DEFAULTS: dict[str, Any] = {"precision": "fp32"}
+
+
+def without_new_defaults(value: Any) -> Any:
+    """`value` (nested dicts and lists) without the keys of NEW_FIELD_DEFAULTS at their default."""
+    if isinstance(value, dict):
+        return {
+            k: without_new_defaults(v)
+            for k, v in value.items()
+            if not (k in NEW_FIELD_DEFAULTS and v == NEW_FIELD_DEFAULTS[k])
+        }
+    if isinstance(value, list | tuple):
+        return [without_new_defaults(v) for v in value]
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig(Config):
     """Optimisation settings shared by every training command; `budget` presets size a run."""

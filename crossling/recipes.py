@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from crossling.config import without_new_defaults
 from crossling.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -642,29 +643,12 @@ def _acquire_lock(directory: Path) -> dict[str, Any] | None:
         return None
 
 
-# Settings added after stage keys were first computed: at these defaults they are left out of the key,
-# so a cache built before they existed stays valid (a non-default value still changes the key).
-KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {"precision": "fp32"}
-
-
-def _without_new_defaults(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {
-            k: _without_new_defaults(v)
-            for k, v in value.items()
-            if not (k in KEY_NEUTRAL_DEFAULTS and v == KEY_NEUTRAL_DEFAULTS[k])
-        }
-    if isinstance(value, list | tuple):
-        return [_without_new_defaults(v) for v in value]
-    return value
-
-
 def _stage_key(kind: str, params: Mapping[str, Any], deps: Mapping[str, Stage], digests: Mapping[str, str]):
     from crossling import __version__
 
     payload = {
         "kind": kind,
-        "params": _without_new_defaults(params),
+        "params": without_new_defaults(params),
         "deps": {k: d.key for k, d in sorted(deps.items())},
         "inputs": dict(sorted(digests.items())),
         "crossling": __version__,

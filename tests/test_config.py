@@ -89,3 +89,14 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     path.write_text("- 1\n- 2\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="expected a mapping"):
         TrainingConfig.load(path)
+
+
+def test_fields_added_later_drop_out_of_signatures_only_at_their_default():
+    from crossling.config import without_new_defaults
+
+    old = {k: v for k, v in TrainingConfig().to_dict().items() if k != "precision"}  # written before
+    assert without_new_defaults({"training": TrainingConfig().to_dict(), "n": [{"precision": "fp32"}]}) == {
+        "training": old,
+        "n": [{}],
+    }
+    assert without_new_defaults(TrainingConfig(precision="bf16").to_dict())["precision"] == "bf16"

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from crossling.config import TrainingConfig
+from crossling.config import TrainingConfig, without_new_defaults
 from crossling.distill.config import DistillConfig, distill_training_config
 from crossling.distill.corpus import (
     CorpusSpec,
@@ -136,7 +136,9 @@ def _run_signature(
             for lang, files in sorted(paths.items())
         },
         "config": config.to_dict(),
-        "training": {k: v for k, v in training.to_dict().items() if k not in _RESUMABLE_CHANGES},
+        "training": without_new_defaults(
+            {k: v for k, v in training.to_dict().items() if k not in _RESUMABLE_CHANGES}
+        ),
         "processes": processes,
     }
 
