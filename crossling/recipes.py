@@ -45,7 +45,7 @@ BUDGETS = ("smoke", "cpu", "paper")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO_ROOT / "recipes"
 STAGE_FILE = "stage.json"
-LOCK_FILE = "lock.json"  # held while a process runs the stage: {"pid", "host", "started"}
+LOCK_FILE = "lock.json"  # flock-ed while a process runs the stage; holds {"pid", "host", "started"}
 TINY_BASES = ("tiny-xlmr", "tiny-bert")
 
 _TOP_KEYS = {
@@ -598,49 +598,40 @@ class StageBusy(Exception):
         self.stage, self.holder = stage, dict(holder)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
+def _acquire_lock(directory: Path) -> tuple[int | None, dict[str, Any]]:
+    """Try to take the stage's lock: (file descriptor, our record) when taken, else (None, the holder's
+    record as far as it could be read).
 
-
-def _acquire_lock(directory: Path) -> dict[str, Any] | None:
-    """Take the stage's lock: None when taken, else the holder's record.
-
-    O_EXCL creation makes the take atomic. A lock whose process is gone (same host, pid not alive) or
-    that was never completely written (older than a minute) is stale: it is removed and taken over,
-    so a killed run never blocks the next. A lock from another host is trusted (delete lock.json by
-    hand if that run is dead).
+    An advisory `flock` on lock.json: the kernel releases it when its process ends, however it ends,
+    so a killed run never leaves a stale lock and two processes can never both hold one. The file
+    itself stays (removing it would let a late opener lock an orphaned copy); its content only says
+    who holds it, for the other processes' messages.
     """
+    import fcntl
     import socket
 
-    path = directory / LOCK_FILE
-    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    while True:
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text(encoding="utf-8"))
-                stale = holder.get("host") == mine["host"] and not _pid_alive(int(holder["pid"]))
-            except (OSError, ValueError, KeyError, TypeError):
-                holder = {"pid": None, "host": None}
-                try:
-                    stale = time.time() - path.stat().st_mtime > 60
-                except FileNotFoundError:  # released meanwhile: try again
-                    continue
-            if not stale:
-                return holder
-            logger.warning("taking over the stale lock %s (held by pid %s)", path, holder.get("pid"))
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(mine, handle)
-        return None
+            holder = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        os.close(fd)
+        return None, holder if isinstance(holder, dict) else {}
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(mine).encode("utf-8"), 0)
+    return fd, mine
+
+
+def _release_lock(fd: int) -> None:
+    import fcntl
+
+    os.ftruncate(fd, 0)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def _stage_key(kind: str, params: Mapping[str, Any], deps: Mapping[str, Stage], digests: Mapping[str, str]):
@@ -863,12 +854,18 @@ class RecipeRunner:
             if stage.key not in self._results:
                 self.events.append((stage.kind, stage.label, "cached"))
             return self.result(stage)
-        for dep in stage.deps.values():
-            self.execute(dep)
+        busy = None
+        for dep in stage.deps.values():  # every free dependency runs, even after a busy one
+            try:
+                self.execute(dep)
+            except StageBusy as err:
+                busy = busy or err
+        if busy is not None:
+            raise busy
         directory = stage.directory(self.work)
         directory.mkdir(parents=True, exist_ok=True)
-        holder = _acquire_lock(directory)
-        if holder is not None:
+        fd, holder = _acquire_lock(directory)
+        if fd is None:
             raise StageBusy(stage, holder)
         try:
             if self.is_done(stage):  # finished by another process between our check and the lock
@@ -876,7 +873,7 @@ class RecipeRunner:
                 return self.result(stage)
             return self._run_stage(stage, directory)
         finally:
-            (directory / LOCK_FILE).unlink(missing_ok=True)
+            _release_lock(fd)
 
     def _run_stage(self, stage: Stage, directory: Path) -> dict[str, Any]:
         from crossling.artifacts import write_json_atomic

@@ -19,6 +19,7 @@ from crossling.recipes import (
     RECIPES_DIR,
     RecipeRunner,
     _acquire_lock,
+    _release_lock,
     _stage_key,
     compare_rows,
     load_recipe,
@@ -180,46 +181,81 @@ def test_smoke_recipe_table_cache_and_invalidation(tmp_path, data_root, monkeypa
 
 
 @pytest.fixture()
-def other_process():
-    """A live process that is not this one (the holder of a foreign lock)."""
+def hold_lock():
+    """hold_lock(directory): another process takes the stage lock there and keeps it until killed."""
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    yield proc
-    proc.kill()
-    proc.wait()
+    procs = []
+    code = (
+        "import fcntl, json, os, socket, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname()}).encode())\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+
+    def start(directory: Path) -> subprocess.Popen:
+        directory.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(directory / LOCK_FILE)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout.readline().strip() == "locked"
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_dies(
-    tmp_path, data_root, other_process
+    tmp_path, data_root, hold_lock
 ):
     recipe_file = write_recipe(tmp_path / "toy.yaml", SMOKE)
     work = tmp_path / "work"
     runner = RecipeRunner(load_recipe(recipe_file, "smoke", data_root), work, progress=False)
     # another process is training the Spanish task adapter, which only the "multi" row needs
     spanish = next(s for s in runner.stages.values() if s.kind == "task" and s.params["language"] == "es")
-    directory = spanish.directory(work)
-    directory.mkdir(parents=True)
-    import socket
-
-    lock = {"pid": other_process.pid, "host": socket.gethostname(), "started": 0}
-    (directory / LOCK_FILE).write_text(json.dumps(lock), encoding="utf-8")
+    other = hold_lock(spanish.directory(work))
     waits = []
 
     def wait() -> None:  # nothing left but the held stage: everything else is already done
         waits.append(1)
         assert runner.is_done(runner.cells[("english", "gn")])
         assert not runner.is_done(spanish) and not runner.is_done(runner.cells[("multi", "gn")])
-        other_process.kill()  # the other run dies: its lock goes stale
-        other_process.wait()
+        other.kill()  # the other run dies: the kernel releases its lock
+        other.wait()
 
     runner._wait = wait
     table = runner.run()
     assert len(waits) == 1
     assert ("task", spanish.label, "ran") in runner.events
     assert all(row["scores"]["gn"] is not None for row in table["rows"])
-    assert not list(work.glob(f"stages/*/{LOCK_FILE}"))  # every lock released
+    for lock in work.glob(f"stages/*/{LOCK_FILE}"):  # every lock released
+        fd, _ = _acquire_lock(lock.parent)
+        assert fd is not None
+        _release_lock(fd)
+
+
+def test_stage_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path, hold_lock):
+    import os
+
+    fd, mine = _acquire_lock(tmp_path)  # free: taken, and says who holds it
+    assert fd is not None and mine["pid"] == os.getpid()
+    assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert _acquire_lock(tmp_path)[0] is None  # a second taker (even this process) is refused
+    _release_lock(fd)
+    other = hold_lock(tmp_path / "held")
+    fd, holder = _acquire_lock(tmp_path / "held")
+    assert fd is None and holder["pid"] == other.pid
+    other.kill()
+    other.wait()
+    fd, mine = _acquire_lock(tmp_path / "held")  # released by the kernel when its process died
+    assert fd is not None and mine["pid"] == os.getpid()
+    _release_lock(fd)
 
 
 def test_to_iob2_may_name_the_languages_that_need_it(tmp_path, data_root):
@@ -243,31 +279,6 @@ def test_settings_added_later_leave_stage_keys_alone_at_their_default():
     assert _stage_key("task", {"training": TrainingConfig().to_dict(), "task": "nli"}, {}, {}) == key
     bf16 = TrainingConfig(precision="bf16").to_dict()
     assert _stage_key("task", {"training": bf16, "task": "nli"}, {}, {}) != key
-
-
-def test_stage_lock_holders(tmp_path, other_process):
-    import os
-    import socket
-
-    host = socket.gethostname()
-    path = tmp_path / LOCK_FILE
-    assert _acquire_lock(tmp_path) is None  # free: taken
-    assert json.loads(path.read_text())["pid"] == os.getpid()
-    path.unlink()
-    for holder, taken in [
-        ({"pid": other_process.pid, "host": host}, False),  # alive here: busy
-        ({"pid": other_process.pid, "host": "elsewhere"}, False),  # another machine: trusted
-        ({"pid": 2**22 + 12345, "host": host}, True),  # gone: stale, taken over
-    ]:
-        path.write_text(json.dumps(holder))
-        result = _acquire_lock(tmp_path)
-        assert (result is None) == taken, holder
-        assert json.loads(path.read_text())["pid"] == (os.getpid() if taken else holder["pid"])
-        path.unlink()
-    path.write_text('{"pid": ')  # a holder killed while writing its lock: busy for a minute, then stale
-    assert _acquire_lock(tmp_path) == {"pid": None, "host": None}
-    os.utime(path, (path.stat().st_atime - 120, path.stat().st_mtime - 120))
-    assert _acquire_lock(tmp_path) is None
 
 
 @pytest.mark.parametrize(
