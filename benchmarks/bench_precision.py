@@ -15,20 +15,22 @@ optimiser state and losses stay fp32. On a CPU with AMX / AVX-512 BF16 that shou
 2. Quality: `crossling.adapt` end to end (same tokenizer, UniBridge init, same seeded held-out lines and
    steps) at fp32 and at bf16: held-out MLM perplexity and training seconds.
 
-    python benchmarks/bench_precision.py [--steps 150] [--threads 1] [--skip-quality]
+    python benchmarks/bench_precision.py [--steps 150] [--threads 1] [--skip-quality | --skip-speed]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from bench_adapt import guarani_lines, mlm_batches, paired_times, ratio_summary
-from common import data_root, model_dir, peak_rss_mb, write_result
+from common import RESULTS, data_root, model_dir, peak_rss_mb, write_result
 
 from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchConfig
 
@@ -206,6 +208,7 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="keep the speed figures of the last run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -240,12 +243,19 @@ def main() -> None:
             "task_adapter_nli": lambda: task_steps(base, work / "nli", args, "nli", "adapter"),
             "finetune_ner": lambda: task_steps(base, work / "ner", args, "ner", "finetune"),
         }
-        for name, part in parts.items():
+        for name, part in parts.items() if not args.skip_speed else ():
             speed[name] = part()
             times = speed[name]["seconds_per_step"]
             print(f"{name}: bf16 {speed[name]['speedup']:.2f}x faster per step ({times})")
             speed[name]["speedup"] = round(speed[name]["speedup"], 3)
         result["speed"] = speed
+        result["speed_date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if args.skip_speed:  # the last run's figures, with their date and conditions
+            kept = json.loads((RESULTS / "precision.json").read_text(encoding="utf-8"))
+            result["speed"] = kept["speed"]
+            result["speed_date"] = kept.get("speed_date") or kept["machine"]["date"]
+            if "conditions" in kept:
+                result["conditions"] = kept["conditions"]
         if not args.skip_quality:
             result["quality"] = quality(base, corpus, tokenizer_dir, embeddings_file, work, args)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -518,6 +518,11 @@ def full_precision(r: dict) -> str:
             f"python benchmarks/bench_precision.py --steps {a['steps']} --threads {a['threads']}",
         ),
         (f"Conditions: {r['conditions']}.\n\n" if r.get("conditions") else "")
+        + (
+            f"Speed measured {r['speed_date'][:16].replace('T', ' ')} UTC (kept by `--skip-speed`).\n\n"
+            if r.get("speed_date", "")[:16] != r["machine"]["date"][:16] and r.get("speed_date")
+            else ""
+        )
         + f"Speed ({r['design']}; batch {a['batch_size']}, at most {a['max_length']} tokens):\n\n"
         + _table(
             ["training step", "fp32 s/step", "bf16 s/step", "speed-up", "ratio min / max", "pairs"], rows
