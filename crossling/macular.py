@@ -79,7 +79,7 @@ from torch import nn
 from crossling.adversarial import DivergenceError, LanguageDiscriminator
 from crossling.config import Config, TrainingConfig, field
 from crossling.errors import ConfigError, CrosslingError
-from crossling.training_utils import adamw, autocast
+from crossling.training_utils import adamw, autocast, warn_if_bf16_is_slow
 
 logger = logging.getLogger(__name__)
 
@@ -436,6 +436,9 @@ def train_macular(
     module.to(device)
     label2id = {t: {label: i for i, label in enumerate(labels[t])} for t in cfg.tasks}
     switcher = CodeSwitcher(dicts, ratio=cfg.code_switch_ratio, seed=training.seed) if switching else None
+
+    if training.precision == "bf16":
+        warn_if_bf16_is_slow()
 
     def run(encoded: dict[str, torch.Tensor], setup: str, head: str) -> tuple[torch.Tensor, torch.Tensor]:
         # the model under training.precision; losses, discriminators and the optimiser stay fp32

@@ -54,6 +54,22 @@ def test_language_adapter_training_runs_matrix_products_in_the_chosen_precision(
     assert {p.dtype for p in adaptable.model.parameters()} == {torch.float32}
 
 
+def test_losses_are_fp32_under_bf16_autocast(tiny_xlmr_dir):
+    from transformers import DataCollatorForLanguageModeling
+
+    from crossling.language import freeze_for_language_training, mlm_kl_loss
+
+    adaptable = build_adaptable_model(tiny_xlmr_dir, "xx", LanguageAdapterConfig())
+    freeze_for_language_training(adaptable, LanguageAdapterConfig())
+    collator = DataCollatorForLanguageModeling(adaptable.tokenizer, mlm_probability=0.3)
+    torch.manual_seed(0)
+    batch = collator([{"input_ids": ids} for ids in adaptable.tokenizer(tiny_corpus(8, "xx"))["input_ids"]])
+    with linear_output_dtypes() as seen, torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _, parts = mlm_kl_loss(adaptable.model.train(), batch, 1.0, 1.0)
+    assert torch.bfloat16 in seen and loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert set(parts) >= {"mlm", "kl"}
+
+
 def test_bf16_stays_inside_its_run(tiny_xlmr_dir, tmp_path):
     """A bf16 run leaves no trace: the model evaluates in fp32 afterwards, and a later fp32 run of the
     same process is fp32 (transformers keeps bf16 in ACCELERATE_MIXED_PRECISION otherwise)."""
