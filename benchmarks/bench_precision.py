@@ -38,8 +38,10 @@ from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchC
 def paired(batches: list[dict], step: Callable[[dict], None], args) -> dict:
     """Median fp32 / bf16 step-time ratio over `batches` x repeats (bench_adapt's paired design)."""
 
+    from crossling.training_utils import autocast
+
     def timed(batch: dict, bf16: bool) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast("bf16" if bf16 else "fp32"):  # forward, backward and update, as timed before
             step(batch)
 
     pairs = [(fp32, bf16) for _, fp32, bf16 in paired_times(batches, args, timed)]
