@@ -28,7 +28,14 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
-    run = actions.add_parser("run", help="run a recipe (cached stages are reused) and write its table")
+    run = actions.add_parser(
+        "run",
+        help="run a recipe (cached stages are reused) and write its table",
+        description="Run a recipe's stages (cached ones are reused, an interrupted one resumes) and write "
+        "WORK/table.json and table.md. Several processes may run the same command on the same work "
+        "directory at once: each stage is locked while it runs and the processes share the rest "
+        "(on N cores: N processes with OMP_NUM_THREADS=1).",
+    )
     run.add_argument("recipe", help="recipe YAML file, or the name of one in recipes/")
     _common(run)
     run.add_argument("--only", help="comma-separated row names to run (the table keeps finished rows)")
