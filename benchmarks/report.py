@@ -547,6 +547,7 @@ def full_precision(r: dict) -> str:
                     for k, v in q["results"].items()
                 ],
             )
+            + (f"\n\nNote: {q['note']}." if q.get("note") else "")
         )
     return "\n\n".join(parts)
 
