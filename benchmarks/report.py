@@ -1304,7 +1304,13 @@ def full_recipes(r: dict) -> str:
     for name, table in published.items():
         md = table_markdown(table).replace("### ", "### Recipe: ", 1)
         if findings := _recipe_findings(table):
-            md = md.rstrip() + "\n\nAgainst the first row:\n\n" + "\n".join(f"- {f}" for f in findings)
+            head = "Each finished row against its baseline (the first row unless the recipe names one):"
+            md = md.rstrip() + f"\n\n{head}\n\n" + "\n".join(f"- {f}" for f in findings)
+        reading = (r.get("readings") or {}).get(name)
+        if reading and reading["for"] == table["date"]:
+            md = md.rstrip() + "\n\nReading:\n\n" + reading["text"]
+        else:
+            md = md.rstrip() + "\n\nNo reading of this table has been written yet."
         plot = _plot(f"recipe_{name}_{r['budget']}", f"{name}: per-target scores")
         parts.append(md.rstrip() + "\n\n" + plot)
     todo = [n for n in r["recipes"] if n not in published]
@@ -1317,23 +1323,27 @@ def full_recipes(r: dict) -> str:
 
 
 def _recipe_findings(table: dict) -> list[str]:
-    """Each finished row against the table's first row (its baseline): on how many targets it is above,
-    and the mean difference in points. Tables with their own comparisons (each vs all) have those."""
+    """Each finished row against its baseline: the rows its recipe names in `against` (an ablation
+    against the full method), else the first row. On how many targets it is above, and the mean
+    difference in points. Tables with their own comparisons (each vs all) have those instead."""
     if table.get("comparisons"):
         return []
-    rows = [row for row in table["rows"] if None not in row["scores"].values()]
-    if len(rows) < 2 or rows[0] is not table["rows"][0]:
-        return []
-    base, found = rows[0], []
+    rows = table["rows"]
+    by_name = {row["name"]: row for row in rows}
+    found = []
     for row in rows[1:]:
-        diffs = [100 * (row["scores"][t] - base["scores"][t]) for t in table["targets"]]
-        above = sum(d > 0 for d in diffs)
-        found.append(
-            f"{row['label']}: above {base['label']} on {above} of {len(diffs)} targets, "
-            f"mean {sum(diffs) / len(diffs):+.1f} points (per target "
-            + ", ".join(f"{t} {d:+.1f}" for t, d in zip(table["targets"], diffs, strict=True))
-            + ")."
-        )
+        bases = [by_name[n] for n in row.get("against") or [] if n in by_name] or [rows[0]]
+        for base in bases:
+            if None in row["scores"].values() or None in base["scores"].values():
+                continue
+            diffs = [100 * (row["scores"][t] - base["scores"][t]) for t in table["targets"]]
+            above = sum(d > 0 for d in diffs)
+            found.append(
+                f"{row['label']}: above {base['label']} on {above} of {len(diffs)} targets, "
+                f"mean {sum(diffs) / len(diffs):+.1f} points (per target "
+                + ", ".join(f"{t} {d:+.1f}" for t, d in zip(table["targets"], diffs, strict=True))
+                + ")."
+            )
     return found
 
 
@@ -1419,7 +1429,47 @@ def load_recipe_tables(budget: str = "cpu") -> dict:
     repository; the table says which command and crossling version made it).
     """
     names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
-    return {"budget": budget, "recipes": names, "tables": {n: _load(f"recipe_{n}_{budget}") for n in names}}
+    return {
+        "budget": budget,
+        "recipes": names,
+        "tables": {n: _load(f"recipe_{n}_{budget}") for n in names},
+        "readings": {n: load_reading(f"recipe_{n}_{budget}") for n in names},
+    }
+
+
+READING_HEAD = re.compile(r"<!--\s*reading of the table made (\S+)\s*-->")
+
+
+def load_reading(name: str) -> dict | None:
+    """A published table's reading, benchmarks/results/NAME.reading.md: what its numbers say and why,
+    in words (where we beat the baselines and where not), written by whoever publishes the table. Its
+    first line, `<!-- reading of the table made DATE -->`, names the table's `date`, so a table
+    published again makes its reading stale (`--check` fails) instead of silently mismatched."""
+    path = RESULTS / f"{name}.reading.md"
+    if not path.is_file():
+        return None
+    first, _, body = path.read_text(encoding="utf-8").partition("\n")
+    match = READING_HEAD.fullmatch(first.strip())
+    return {"path": path, "for": match.group(1) if match else None, "text": body.strip()}
+
+
+def stale_readings(r: dict | None = None) -> list[str]:
+    """Published tables without a reading of that very table, as messages."""
+    r = r or load_recipe_tables()
+    out = []
+    for name, table in r["tables"].items():
+        if table is None:
+            continue
+        reading = r["readings"].get(name)
+        where = f"benchmarks/results/recipe_{name}_{r['budget']}.reading.md"
+        if reading is None:
+            out.append(f"{where} is missing: say where the table beats its baselines, where not, and why")
+        elif reading["for"] != table["date"]:
+            out.append(
+                f"{where} reads the table made {reading['for']}, not the published one: its first "
+                f"line must be '<!-- reading of the table made {table['date']} -->'"
+            )
+    return out
 
 
 def load_result(name: str) -> dict | None:
@@ -1650,8 +1700,10 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(RESULTS_MD.name)
         if stale:
             print(f"{' and '.join(stale)} out of date: run python benchmarks/report.py", file=sys.stderr)
-            return 1
-        return 0
+        for problem in stale_readings():
+            print(problem, file=sys.stderr)
+            stale.append(problem)
+        return 1 if stale else 0
     README.write_text(new_readme, encoding="utf-8")
     RESULTS_MD.write_text(results_md, encoding="utf-8")
     plots = write_plots()

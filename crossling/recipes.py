@@ -115,6 +115,8 @@ _ROW_KEYS = {
     "every target's task data); default: the first source",
     "note": "a footnote for the row",
     "reference": "the paper's number for this row (shown in its own column)",
+    "against": "the row (or list of rows) this row is measured against in the report's findings, e.g. "
+    "an ablation against the full method (default: the first row)",
 }
 _PACK_KEYS = {
     "vocab": "new (search/train a target vocabulary) or base (keep the base vocabulary)",
@@ -188,6 +190,16 @@ def _config(cls: Any, spec: Any, where: str, **fixed: Any) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
+def _against(value: Any, where: str) -> list[str]:
+    """A row's `against`: one row name or a list of them (checked against the rows once all are read)."""
+    if value is None:
+        return []
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{where}.against: a row name or a list of row names, not {value!r}")
+    return list(names)
+
+
 # ---------------------------------------------------------------------- the recipe
 @dataclasses.dataclass
 class Row:
@@ -204,6 +216,7 @@ class Row:
     train_on: str | None = None  # finetune rows: "each" or "all"
     note: str | None = None
     reference: Any = None
+    against: list[str] = dataclasses.field(default_factory=list)  # rows it is measured against
 
 
 @dataclasses.dataclass
@@ -397,12 +410,20 @@ def load_recipe(
                 train_on=train_on,
                 note=row.get("note"),
                 reference=row.get("reference"),
+                against=_against(row.get("against"), row_where),
             )
         )
     names = [r.name for r in rows]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{where}: row name {dupes[0]!r} is used twice")
+    for i, row in enumerate(rows):
+        for other in row.against:
+            if other not in names or other == row.name:
+                raise ConfigError(
+                    f"{where}: rows[{i}] ({row.name}).against: {other!r} is not another row's name "
+                    f"(rows: {', '.join(names)})"
+                )
     notes = raw.get("notes") or []
     student = None
     if raw.get("student"):
@@ -973,6 +994,7 @@ class RecipeRunner:
                     "weights": weights,
                     "note": row.note,
                     "reference": row.reference,
+                    "against": row.against,
                 }
             )
         command = f"crossling recipe run {_display_path(r.path)} --budget {r.budget}"

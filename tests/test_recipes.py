@@ -296,6 +296,9 @@ def test_settings_added_later_leave_stage_keys_alone_at_their_default():
         ),
         (lambda r: r["data"].update(test="americasnli/missing/{lang}.tsv"), "americasnli/missing/gn.tsv"),
         (lambda r: r.update(base={"cpu": "x"}), "no value for budget 'smoke'"),
+        (lambda r: r["rows"][1].update(against="multy"), "rows[1] (english).against: 'multy' is not another"),
+        (lambda r: r["rows"][1].update(against=["english"]), "rows[1] (english).against: 'english' is not"),
+        (lambda r: r["rows"][1].update(against=[3]), "rows[1] (english).against: a row name or a list"),
     ],
 )
 def test_bad_recipes_give_one_line_errors(tmp_path, data_root, capsys, change, message):
@@ -307,6 +310,18 @@ def test_bad_recipes_give_one_line_errors(tmp_path, data_root, capsys, change, m
     code = main(["recipe", "run", str(recipe_file), "--data-root", str(data_root), "--work", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_against_names_the_rows_a_row_is_measured_against_in_the_table(tmp_path, data_root):
+    recipe = json.loads(json.dumps(SMOKE))
+    recipe["rows"][1]["against"] = "multi"
+    loaded = load_recipe(write_recipe(tmp_path / "r.yaml", recipe), "smoke", data_root)
+    runner = RecipeRunner(loaded, tmp_path / "work", progress=False)
+    assert [row["against"] for row in runner.table()["rows"]] == [[], ["multi"]]
+    plain = load_recipe(write_recipe(tmp_path / "p.yaml", SMOKE), "smoke", data_root)
+    plain_runner = RecipeRunner(plain, tmp_path / "work", progress=False)
+    # a measuring choice, not a setting of any stage: the same stages, so published tables stay cached
+    assert {c: s.key for c, s in plain_runner.cells.items()} == {c: s.key for c, s in runner.cells.items()}
 
 
 def test_shipped_recipes_load_and_list(data_root, capsys, tmp_path):

@@ -188,7 +188,7 @@ def test_published_recipe_tables_render_and_the_rest_are_listed(report: ModuleTy
     assert "| + adversarial | 70.0 | — | — |" in section  # an unfinished row says so, no average
     assert "Made by `crossling recipe run recipes/keung_ner.yaml --budget cpu`" in section
     assert "crossling recipe run recipes/unibridge_nli.yaml --budget cpu" in section.split("Not run", 1)[1]
-    assert "Against the first row" not in section  # the second row is unfinished: nothing to compare
+    assert "against its baseline" not in section  # the second row is unfinished: nothing to compare
     readme = report.README.read_text(encoding="utf-8")
     assert "`keung_ner` (best row: Fine-tuning, f1 55.0)" in readme
     if report.write_plots():  # matplotlib is optional
@@ -203,6 +203,68 @@ def test_recipe_findings_compare_finished_rows_with_the_first(report: ModuleType
     ]
     table["comparisons"] = [{"label": "each vs all"}]  # tables with their own comparisons keep those
     assert report._recipe_findings(table) == []
+
+
+def test_recipe_findings_measure_a_row_against_the_rows_its_recipe_names(report: ModuleType) -> None:
+    table = _recipe_table()
+    base = {"weights": {}, "note": None, "reference": None, "average": None}
+    table["rows"] = [
+        {**base, "name": "finetune", "label": "FT", "scores": {"es": 0.5, "nl": 0.5}, "against": []},
+        {**base, "name": "madx", "label": "MAD-X", "scores": {"es": 0.6, "nl": 0.4}, "against": []},
+        {
+            **base,
+            "name": "full",
+            "label": "Full",
+            "scores": {"es": 0.7, "nl": 0.6},
+            "against": ["finetune", "madx"],
+        },
+        {**base, "name": "no_kl", "label": "- KL", "scores": {"es": 0.6, "nl": 0.7}, "against": ["full"]},
+        {**base, "name": "no_x", "label": "- X", "scores": {"es": 0.6, "nl": None}, "against": ["full"]},
+    ]
+    assert report._recipe_findings(table) == [
+        "MAD-X: above FT on 1 of 2 targets, mean +0.0 points (per target es +10.0, nl -10.0).",
+        "Full: above FT on 2 of 2 targets, mean +15.0 points (per target es +20.0, nl +10.0).",
+        "Full: above MAD-X on 2 of 2 targets, mean +15.0 points (per target es +10.0, nl +20.0).",
+        "- KL: above Full on 1 of 2 targets, mean +0.0 points (per target es -10.0, nl +10.0).",
+    ]  # the unfinished row is left out; tables written before `against` existed read as the first row
+    table["rows"][3]["scores"]["es"] = None
+    assert not any(f.startswith("- KL") for f in report._recipe_findings(table))
+
+
+def _publish(report: ModuleType, table: dict, reading: str | None) -> None:
+    _write(report, "recipe_keung_ner_cpu", table)
+    if reading is not None:
+        (report.RESULTS / "recipe_keung_ner_cpu.reading.md").write_text(reading, encoding="utf-8")
+
+
+def test_a_published_table_needs_a_reading_of_that_very_table(
+    report: ModuleType, capsys: pytest.CaptureFixture
+) -> None:
+    table = _recipe_table()
+    _publish(report, table, None)
+    assert report.main([]) == 0
+    section = report.RESULTS_MD.read_text(encoding="utf-8").split("## Recipe tables", 1)[1]
+    assert "No reading of this table has been written yet." in section
+    assert report.main(["--check"]) == 1
+    assert "recipe_keung_ner_cpu.reading.md is missing" in capsys.readouterr().err
+
+    _publish(
+        report, table, f"<!-- reading of the table made {table['date']} -->\nAdversarial helps es, because.\n"
+    )
+    assert report.main([]) == 0
+    section = report.RESULTS_MD.read_text(encoding="utf-8").split("## Recipe tables", 1)[1]
+    assert "Reading:\n\nAdversarial helps es, because." in section and "No reading" not in section
+    assert report.main(["--check"]) == 0
+
+    table["date"] = "2026-02-01T00:00:00+00:00"  # published again: the old reading no longer applies
+    _publish(report, table, None)
+    assert report.main([]) == 0
+    section = report.RESULTS_MD.read_text(encoding="utf-8").split("## Recipe tables", 1)[1]
+    assert "Adversarial helps es" not in section and "No reading of this table" in section
+    assert report.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "reads the table made 2026-01-04T00:00:00+00:00" in err
+    assert "'<!-- reading of the table made 2026-02-01T00:00:00+00:00 -->'" in err
 
 
 def _distill_config(tatoeba: float, nli: float, **extra) -> dict:
