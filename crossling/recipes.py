@@ -47,6 +47,7 @@ RECIPES_DIR = REPO_ROOT / "recipes"
 STAGE_FILE = "stage.json"
 LOCK_FILE = "lock.json"  # flock-ed while a process runs the stage; holds {"pid", "host", "started"}
 TINY_BASES = ("tiny-xlmr", "tiny-bert")
+BASE_ROW = "base"  # the alignment table's row of the base model before any task training
 
 _TOP_KEYS = {
     "name": "short name (runs/NAME/BUDGET)",
@@ -91,6 +92,10 @@ _DATA_KEYS = {
     "unlabelled": "text of other languages for adversarial training ({lang}; a tagging file: labels unused)",
     "to_iob2": "convert IOB1 NER tags to IOB2 when reading: true, or a list of the languages needing it",
     "map_labels": "rename gold labels of the target data before scoring, e.g. {B-MISC: O}",
+    "alignment": "{target: [source-language file, target-language file]} of line-aligned translations: "
+    "under the table, the median cosine of their mean-pooled final states for the base model and for "
+    "each finetune row's model (Keung et al. Table 3)",
+    "alignment_limit": "use the first N translation pairs of each alignment file pair (null: all)",
     "similar_task": "Macular rows: the similar task trained alongside (e.g. paraphrase for nli)",
     "similar_train": "Macular rows: labelled data of the similar task ({lang}: the source)",
     "dictionaries": "Macular rows: {lang: TSV of word pairs} from the source language",
@@ -531,6 +536,20 @@ def _check_data(recipe: Recipe) -> None:
     if any(r.task_adapter.adversarial != "none" for r in recipe.rows):
         for target in recipe.targets:
             recipe.data_path("unlabelled", target)
+    if (alignment := recipe.data.get("alignment")) is not None:
+        where = f"{recipe.path}: data.alignment"
+        if not isinstance(alignment, Mapping) or not alignment:
+            raise ConfigError(f"{where} must map targets to [source-language file, target-language file]")
+        if extra := sorted(set(alignment) - set(recipe.targets)):
+            raise ConfigError(
+                f"{where}: {extra[0]!r} is not one of the targets ({', '.join(recipe.targets)})"
+            )
+        if not any(r.method == "finetune" for r in recipe.rows):
+            raise ConfigError(f"{where} is measured on finetune rows, and this recipe has none")
+        for target in alignment:
+            files = recipe.data_paths("alignment", target)
+            if len(files) != 2:
+                raise ConfigError(f"{where}.{target} must be two line-aligned files, not {len(files)}")
     _resolve_base(recipe, check=True)
 
 
@@ -680,6 +699,8 @@ class RecipeRunner:
         self._digests: dict[Path, str] = {}
         self._results: dict[str, dict[str, Any]] = {}
         self.cells: dict[tuple[str, str], Stage] = {}  # (row, target) -> evaluation stage
+        # (row or BASE_ROW, target) -> alignment stage, for recipes with data.alignment
+        self.alignment_cells: dict[tuple[str, str], Stage] = {}
         self.poll_seconds = 15.0  # how often to look again at stages other processes hold
         self._plan()
 
@@ -694,7 +715,7 @@ class RecipeRunner:
 
     def _plan(self) -> None:
         r = self.recipe
-        teacher = self._base_stage()
+        teacher = self.teacher = self._base_stage()
         student = self._student_stage(teacher) if r.student else None
         for row in r.rows:
             base = student if row.model == "student" else teacher
@@ -707,6 +728,10 @@ class RecipeRunner:
                     elif row.train_on is None:
                         adapter = self._task_stage(row, row.sources[:1], base, pack=None)
                     self.cells[(row.name, target)] = self._eval_stage(row, target, base, [adapter], [], None)
+                    if target in (r.data.get("alignment") or {}):
+                        self.alignment_cells[(row.name, target)] = self._alignment_stage(
+                            row.name, target, base, adapter
+                        )
                 continue
             packs = [self._pack_stage(row.source_pack, s, "source", base) for s in row.sources]
             if row.method == "macular":
@@ -726,6 +751,25 @@ class RecipeRunner:
                 self.cells[(row.name, target)] = self._eval_stage(
                     row, target, base, adapters, packs, target_pack
                 )
+
+    def _alignment_stage(self, name: str, target: str, base: Stage, adapter: Stage) -> Stage:
+        """Median cosine of the target's translation pairs through a fine-tuned row's model; the
+        recipe's base model gets its own cell (BASE_ROW) alongside the first one."""
+        r = self.recipe
+        files = r.data_paths("alignment", target)  # two, checked on loading
+        inputs = {"a": files[0], "b": files[1]}
+        params = {"target": target, "limit": r.data.get("alignment_limit")}
+        if (BASE_ROW, target) not in self.alignment_cells:
+            self.alignment_cells[(BASE_ROW, target)] = self._stage(
+                "align",
+                f"alignment of the base on {target}",
+                params,
+                _run_alignment,
+                {"base": self.teacher},
+                inputs,
+            )
+        deps = {"base": base, "adapter0": adapter}
+        return self._stage("align", f"alignment of {name} on {target}", params, _run_alignment, deps, inputs)
 
     def _base_stage(self) -> Stage:
         r = self.recipe
@@ -846,7 +890,7 @@ class RecipeRunner:
         """What the table's cells cost: every stage they depend on, counted once, with the wall-clock
         seconds of those finished (a cached stage counts what it took when it ran)."""
         seen: dict[str, Stage] = {}
-        todo = list(self.cells.values())
+        todo = [*self.cells.values(), *self.alignment_cells.values()]
         while todo:
             stage = todo.pop()
             if stage.key not in seen:
@@ -928,7 +972,10 @@ class RecipeRunner:
         while it runs, a process skips cells whose stages another one holds and comes back to them
         when it has nothing else to do, so N processes share the work (one core each).
         """
-        pending = [self.cells[(row.name, t)] for row in self._select(only) for t in self.recipe.targets]
+        rows = self._select(only)
+        pending = [self.cells[(row.name, t)] for row in rows for t in self.recipe.targets]
+        names = {BASE_ROW, *(row.name for row in rows)}
+        pending += [stage for (name, _), stage in self.alignment_cells.items() if name in names]
         told: set[str] = set()
         while pending:
             waiting = []
@@ -1011,11 +1058,37 @@ class RecipeRunner:
             "rows": rows,
             "notes": r.notes,
             "comparisons": [compare_rows(rows, pair) for pair in r.compare],
+            "alignment": self._alignment_table(),
             "compute": self.compute(),
             "command": command,
             "crossling": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+    def _alignment_table(self) -> dict[str, Any] | None:
+        """The median cosines of the alignment cells (None in a cell not run yet), by row."""
+        if not self.alignment_cells:
+            return None
+        targets = list(dict.fromkeys(t for _, t in self.alignment_cells))
+        labels = {BASE_ROW: f"Base model ({self.recipe.base}, before task training)"}
+        labels |= {row.name: row.label for row in self.recipe.rows}
+        rows = []
+        for name in dict.fromkeys(n for n, _ in self.alignment_cells):
+            cells = {t: self.alignment_cells.get((name, t)) for t in targets}
+            results = {t: self.result(s) if s and self.is_done(s) else None for t, s in cells.items()}
+            rows.append(
+                {
+                    "name": name,
+                    "label": labels[name],
+                    "median": {t: res and res["median"] for t, res in results.items()},
+                    "pairs": {t: res and res["pairs"] for t, res in results.items()},
+                }
+            )
+        files = {
+            t: [_display_path(p, self.recipe.data_root) for p in self.recipe.data_paths("alignment", t)]
+            for t in targets
+        }
+        return {"targets": targets, "files": files, "rows": rows}
 
     def write_table(self) -> dict[str, Any]:
         from crossling.artifacts import write_json_atomic
@@ -1358,6 +1431,20 @@ def _run_eval(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     return out
 
 
+def _run_alignment(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    """Keung et al.'s Table 3 measure: the median cosine between the mean-pooled final states of
+    translation pairs, through the base model or a fine-tuned row's model."""
+    from crossling.eval.alignment import analyze_alignment, parallel_alignment, read_parallel_text
+    from crossling.tasks import load_task_model
+
+    a, b = read_parallel_text(stage.inputs["a"], stage.inputs["b"], limit=stage.params["limit"])
+    if "adapter0" not in stage.deps:
+        summary = analyze_alignment(a, b, base=ctx.base_path())[0]
+        return {k: summary[k] for k in ("median", "mean", "q25", "q75", "pairs")}
+    model = load_task_model(ctx.dep_dir("adapter0") / ctx.dep_result("adapter0")["adapter"])
+    return parallel_alignment(lambda sentences: model.encode(sentences), a, b)
+
+
 # ---------------------------------------------------------------------- output
 def table_markdown(table: Mapping[str, Any]) -> str:
     metric = {"accuracy": "accuracy", "f1": "entity F1"}.get(table["metric"], table["metric"])
@@ -1400,6 +1487,8 @@ def table_markdown(table: Mapping[str, Any]) -> str:
             f"- {c['label']}: '{c['all']}' over '{c['each']}' {100 * c['relative_improvement']:+.1f} % "
             f"on average (relative, over {c['n']} targets); paired t-test t = {_f3(c['t'])}, p = {p_value}."
         )
+    if alignment := table.get("alignment"):
+        lines += ["", *_alignment_markdown(alignment)]
     made = f"Made by `{table['command']}` (crossling {table['crossling']}, {table['date']})"
     compute = table.get("compute")
     if compute and compute.get("finished"):
@@ -1409,6 +1498,23 @@ def table_markdown(table: Mapping[str, Any]) -> str:
         )
     lines += ["", made + "."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _alignment_markdown(alignment: Mapping[str, Any]) -> list[str]:
+    targets = alignment["targets"]
+    pairs = sorted({n for row in alignment["rows"] for n in row["pairs"].values() if n})
+    files = "; ".join(f"{t}: {' / '.join(alignment['files'][t])}" for t in targets)
+    lines = [
+        "Alignment (Keung et al. Table 3): median cosine between the mean-pooled final states of a "
+        f"sentence and its translation ({', '.join(map(str, pairs)) or '—'} pairs; {files}).",
+        "",
+        "| model | " + " | ".join(targets) + " |",
+        "|" + "---|" * (len(targets) + 1),
+    ]
+    for row in alignment["rows"]:
+        cells = ["—" if row["median"][t] is None else f"{row['median'][t]:.3f}" for t in targets]
+        lines.append("| " + " | ".join([row["label"], *cells]) + " |")
+    return lines
 
 
 def compare_rows(rows: Sequence[Mapping[str, Any]], pair: Mapping[str, str]) -> dict[str, Any]:

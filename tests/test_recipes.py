@@ -463,6 +463,43 @@ def test_each_vs_all_rows_plan_one_model_per_target_or_one_for_all(tmp_path, dat
         load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
 
 
+def test_alignment_table_measures_the_base_and_each_fine_tuned_row(tmp_path, data_root):
+    sentences = [f"kanja {i} mbeu dogo {i % 3}" for i in range(12)]
+    (tmp_path / "data").mkdir()
+    for name in ("en.txt", "gn.txt"):  # a "translation" identical to its source: cosine 1 for any model
+        (tmp_path / "data" / name).write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    recipe = json.loads(json.dumps(SMOKE))
+    recipe["data"]["alignment"] = {
+        "gn": [str(tmp_path / "data" / "en.txt"), str(tmp_path / "data" / "gn.txt")]
+    }
+    recipe["data"]["alignment_limit"] = 10
+    recipe["rows"] = [
+        {"name": "ft", "label": "Fine-tuning", "method": "finetune", "sources": ["en"]},
+        {"name": "ft_es", "label": "Fine-tuning (es)", "method": "finetune", "sources": ["es"]},
+    ]
+    recipe_file = write_recipe(tmp_path / "align.yaml", recipe)
+    table, runner = run_recipe(recipe_file, tmp_path / "work", data_root=data_root, progress=False)
+    assert kinds(runner, "ran").count("align") == 3  # the base once, each fine-tuned model once
+    alignment = table["alignment"]
+    assert [row["name"] for row in alignment["rows"]] == ["base", "ft", "ft_es"]
+    for row in alignment["rows"]:
+        assert row["median"]["gn"] == pytest.approx(1.0, abs=1e-5) and row["pairs"]["gn"] == 10
+    md = (tmp_path / "work" / "table.md").read_text(encoding="utf-8")
+    assert "Alignment (Keung et al. Table 3)" in md and "| Fine-tuning (es) | 1.000 |" in md
+    assert table["compute"]["stages"] == len({s.key for s in runner.stages.values()})
+
+    recipe["data"]["alignment"] = {"xx": recipe["data"]["alignment"]["gn"]}
+    with pytest.raises(ConfigError, match="data.alignment: 'xx' is not one of the targets"):
+        load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
+    recipe["data"]["alignment"] = {"gn": [recipe["data"]["alignment"]["xx"][0]]}
+    with pytest.raises(ConfigError, match="data.alignment.gn must be two line-aligned files, not 1"):
+        load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
+    recipe["data"]["alignment"] = {"gn": [str(tmp_path / "data" / "en.txt")] * 2}
+    recipe["rows"] = SMOKE["rows"]
+    with pytest.raises(ConfigError, match="measured on finetune rows, and this recipe has none"):
+        load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
+
+
 def test_compare_rows_relative_improvement_and_paired_t_test():
     rows = [
         {"name": "each", "scores": {"a": 0.5, "b": 0.4, "c": 0.8}},
