@@ -1307,8 +1307,10 @@ def full_recipes(r: dict) -> str:
             head = "Each finished row against its baseline (the first row unless the recipe names one):"
             md = md.rstrip() + f"\n\n{head}\n\n" + "\n".join(f"- {f}" for f in findings)
         reading = (r.get("readings") or {}).get(name)
-        if reading and reading["for"] == table["date"]:
+        if reading and reading["for"] == table["date"] and reading["text"]:
             md = md.rstrip() + "\n\nReading:\n\n" + reading["text"]
+        elif reading:
+            md = md.rstrip() + "\n\nThe reading beside this table is not a reading of it (see `report.py --check`); not shown."
         else:
             md = md.rstrip() + "\n\nNo reading of this table has been written yet."
         plot = _plot(f"recipe_{name}_{r['budget']}", f"{name}: per-target scores")
@@ -1331,8 +1333,10 @@ def _recipe_findings(table: dict) -> list[str]:
     rows = table["rows"]
     by_name = {row["name"]: row for row in rows}
     found = []
-    for row in rows[1:]:
-        bases = [by_name[n] for n in row.get("against") or [] if n in by_name] or [rows[0]]
+    for row in rows:
+        bases = [by_name[n] for n in row.get("against") or [] if n in by_name]
+        if not bases and row is not rows[0]:
+            bases = [rows[0]]
         for base in bases:
             if None in row["scores"].values() or None in base["scores"].values():
                 continue
@@ -1462,12 +1466,17 @@ def stale_readings(r: dict | None = None) -> list[str]:
             continue
         reading = r["readings"].get(name)
         where = f"benchmarks/results/recipe_{name}_{r['budget']}.reading.md"
+        header = f"'<!-- reading of the table made {table['date']} -->'"
         if reading is None:
             out.append(f"{where} is missing: say where the table beats its baselines, where not, and why")
+        elif reading["for"] is None:
+            out.append(f"{where}: its first line must be {header}")
+        elif not reading["text"]:
+            out.append(f"{where} says nothing after its first line")
         elif reading["for"] != table["date"]:
             out.append(
                 f"{where} reads the table made {reading['for']}, not the published one: its first "
-                f"line must be '<!-- reading of the table made {table['date']} -->'"
+                f"line must be {header}"
             )
     return out
 
@@ -1686,7 +1695,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="fail if README.md or RESULTS.md is out of date (plots are not compared)",
+        help="fail if README.md or RESULTS.md is out of date (plots are not compared) or a published "
+        "recipe table has no reading of that very table",
     )
     args = parser.parse_args(argv)
     readme = README.read_text(encoding="utf-8")

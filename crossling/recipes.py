@@ -48,6 +48,7 @@ STAGE_FILE = "stage.json"
 LOCK_FILE = "lock.json"  # flock-ed while a process runs the stage; holds {"pid", "host", "started"}
 TINY_BASES = ("tiny-xlmr", "tiny-bert")
 BASE_ROW = "base"  # the alignment table's row of the base model before any task training
+ALIGNMENT_MAX_LENGTH = 128  # tokens per sentence, the same for every model an alignment table compares
 
 _TOP_KEYS = {
     "name": "short name (runs/NAME/BUDGET)",
@@ -94,7 +95,7 @@ _DATA_KEYS = {
     "map_labels": "rename gold labels of the target data before scoring, e.g. {B-MISC: O}",
     "alignment": "{target: [source-language file, target-language file]} of line-aligned translations: "
     "under the table, the median cosine of their mean-pooled final states for the base model and for "
-    "each finetune row's model (Keung et al. Table 3)",
+    "the model of each finetune row fine-tuned from it (Keung et al. Table 3)",
     "alignment_limit": "use the first N translation pairs of each alignment file pair (null: all)",
     "similar_task": "Macular rows: the similar task trained alongside (e.g. paraphrase for nli)",
     "similar_train": "Macular rows: labelled data of the similar task ({lang}: the source)",
@@ -544,8 +545,12 @@ def _check_data(recipe: Recipe) -> None:
             raise ConfigError(
                 f"{where}: {extra[0]!r} is not one of the targets ({', '.join(recipe.targets)})"
             )
-        if not any(r.method == "finetune" for r in recipe.rows):
-            raise ConfigError(f"{where} is measured on finetune rows, and this recipe has none")
+        if not any(r.method == "finetune" and r.model == "base" for r in recipe.rows):
+            raise ConfigError(
+                f"{where} is measured on finetune rows of the base model, and this recipe has none"
+            )
+        if any(r.name == BASE_ROW for r in recipe.rows):
+            raise ConfigError(f"{where}: the row name {BASE_ROW!r} is the alignment table's base model row")
         for target in alignment:
             files = recipe.data_paths("alignment", target)
             if len(files) != 2:
@@ -728,7 +733,7 @@ class RecipeRunner:
                     elif row.train_on is None:
                         adapter = self._task_stage(row, row.sources[:1], base, pack=None)
                     self.cells[(row.name, target)] = self._eval_stage(row, target, base, [adapter], [], None)
-                    if target in (r.data.get("alignment") or {}):
+                    if target in (r.data.get("alignment") or {}) and row.model == "base":
                         self.alignment_cells[(row.name, target)] = self._alignment_stage(
                             row.name, target, base, adapter
                         )
@@ -758,7 +763,11 @@ class RecipeRunner:
         r = self.recipe
         files = r.data_paths("alignment", target)  # two, checked on loading
         inputs = {"a": files[0], "b": files[1]}
-        params = {"target": target, "limit": r.data.get("alignment_limit")}
+        params = {
+            "target": target,
+            "limit": r.data.get("alignment_limit"),
+            "max_length": ALIGNMENT_MAX_LENGTH,
+        }
         if (BASE_ROW, target) not in self.alignment_cells:
             self.alignment_cells[(BASE_ROW, target)] = self._stage(
                 "align",
@@ -1437,12 +1446,13 @@ def _run_alignment(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     from crossling.eval.alignment import analyze_alignment, parallel_alignment, read_parallel_text
     from crossling.tasks import load_task_model
 
-    a, b = read_parallel_text(stage.inputs["a"], stage.inputs["b"], limit=stage.params["limit"])
+    p = stage.params
+    a, b = read_parallel_text(stage.inputs["a"], stage.inputs["b"], limit=p["limit"])
     if "adapter0" not in stage.deps:
-        summary = analyze_alignment(a, b, base=ctx.base_path())[0]
+        summary = analyze_alignment(a, b, base=ctx.base_path(), max_length=p["max_length"])[0]
         return {k: summary[k] for k in ("median", "mean", "q25", "q75", "pairs")}
     model = load_task_model(ctx.dep_dir("adapter0") / ctx.dep_result("adapter0")["adapter"])
-    return parallel_alignment(lambda sentences: model.encode(sentences), a, b)
+    return parallel_alignment(lambda sentences: model.encode(sentences, max_length=p["max_length"]), a, b)
 
 
 # ---------------------------------------------------------------------- output

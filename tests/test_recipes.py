@@ -480,6 +480,11 @@ def test_alignment_table_measures_the_base_and_each_fine_tuned_row(tmp_path, dat
     recipe_file = write_recipe(tmp_path / "align.yaml", recipe)
     table, runner = run_recipe(recipe_file, tmp_path / "work", data_root=data_root, progress=False)
     assert kinds(runner, "ran").count("align") == 3  # the base once, each fine-tuned model once
+    cells = runner.alignment_cells
+    assert "adapter0" not in cells[("base", "gn")].deps
+    for row in ("ft", "ft_es"):  # each row's own fine-tuned model, the one its scores come from
+        assert cells[(row, "gn")].deps["adapter0"] is runner.cells[(row, "gn")].deps["adapter0"]
+    assert cells[("ft", "gn")].deps["adapter0"] is not cells[("ft_es", "gn")].deps["adapter0"]
     alignment = table["alignment"]
     assert [row["name"] for row in alignment["rows"]] == ["base", "ft", "ft_es"]
     for row in alignment["rows"]:
@@ -496,7 +501,10 @@ def test_alignment_table_measures_the_base_and_each_fine_tuned_row(tmp_path, dat
         load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
     recipe["data"]["alignment"] = {"gn": [str(tmp_path / "data" / "en.txt")] * 2}
     recipe["rows"] = SMOKE["rows"]
-    with pytest.raises(ConfigError, match="measured on finetune rows, and this recipe has none"):
+    with pytest.raises(ConfigError, match="measured on finetune rows of the base model, and this recipe has"):
+        load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
+    recipe["rows"] = [{"name": "base", "method": "finetune"}]
+    with pytest.raises(ConfigError, match="the row name 'base' is the alignment table's base model row"):
         load_recipe(write_recipe(tmp_path / "bad.yaml", recipe), "smoke", data_root)
 
 

@@ -226,9 +226,11 @@ def test_recipe_findings_measure_a_row_against_the_rows_its_recipe_names(report:
         "Full: above FT on 2 of 2 targets, mean +15.0 points (per target es +20.0, nl +10.0).",
         "Full: above MAD-X on 2 of 2 targets, mean +15.0 points (per target es +10.0, nl +20.0).",
         "- KL: above Full on 1 of 2 targets, mean +0.0 points (per target es -10.0, nl +10.0).",
-    ]  # the unfinished row is left out; tables written before `against` existed read as the first row
+    ]  # the unfinished row is left out
     table["rows"][3]["scores"]["es"] = None
     assert not any(f.startswith("- KL") for f in report._recipe_findings(table))
+    table["rows"][0]["against"] = ["madx"]  # the first row, too, may name one
+    assert report._recipe_findings(table)[0].startswith("FT: above MAD-X on 1 of 2 targets")
 
 
 def _publish(report: ModuleType, table: dict, reading: str | None) -> None:
@@ -260,11 +262,18 @@ def test_a_published_table_needs_a_reading_of_that_very_table(
     _publish(report, table, None)
     assert report.main([]) == 0
     section = report.RESULTS_MD.read_text(encoding="utf-8").split("## Recipe tables", 1)[1]
-    assert "Adversarial helps es" not in section and "No reading of this table" in section
+    assert "Adversarial helps es" not in section and "is not a reading of it" in section
     assert report.main(["--check"]) == 1
     err = capsys.readouterr().err
     assert "reads the table made 2026-01-04T00:00:00+00:00" in err
     assert "'<!-- reading of the table made 2026-02-01T00:00:00+00:00 -->'" in err
+
+    for text, message in [
+        ("Adversarial helps es.\n", "its first line must be '<!-- reading of the table made 2026-02-01"),
+        (f"<!-- reading of the table made {table['date']} -->\n\n", "says nothing after its first line"),
+    ]:
+        _publish(report, table, text)
+        assert report.main(["--check"]) == 1 and message in capsys.readouterr().err
 
 
 def _distill_config(tatoeba: float, nli: float, **extra) -> dict:
