@@ -1310,7 +1310,8 @@ def full_recipes(r: dict) -> str:
         if reading and reading["for"] == table["date"] and reading["text"]:
             md = md.rstrip() + "\n\nReading:\n\n" + reading["text"]
         elif reading:
-            md = md.rstrip() + "\n\nThe reading beside this table is not a reading of it (see `report.py --check`); not shown."
+            stale = "The reading beside this table does not read it (see `report.py --check`); not shown."
+            md = md.rstrip() + "\n\n" + stale
         else:
             md = md.rstrip() + "\n\nNo reading of this table has been written yet."
         plot = _plot(f"recipe_{name}_{r['budget']}", f"{name}: per-target scores")
