@@ -1307,7 +1307,7 @@ def full_recipes(r: dict) -> str:
             head = "Each finished row against its baseline (the first row unless the recipe names one):"
             md = md.rstrip() + f"\n\n{head}\n\n" + "\n".join(f"- {f}" for f in findings)
         reading = (r.get("readings") or {}).get(name)
-        if reading and reading["for"] == table["date"] and reading["text"]:
+        if reading and reading_problem(table, reading) is None:
             md = md.rstrip() + "\n\nReading:\n\n" + reading["text"]
         elif reading:
             stale = "The reading beside this table does not read it (see `report.py --check`); not shown."
@@ -1467,19 +1467,25 @@ def stale_readings(r: dict | None = None) -> list[str]:
             continue
         reading = r["readings"].get(name)
         where = f"benchmarks/results/recipe_{name}_{r['budget']}.reading.md"
-        header = f"'<!-- reading of the table made {table['date']} -->'"
         if reading is None:
             out.append(f"{where} is missing: say where the table beats its baselines, where not, and why")
-        elif reading["for"] is None:
-            out.append(f"{where}: its first line must be {header}")
-        elif not reading["text"]:
-            out.append(f"{where} says nothing after its first line")
-        elif reading["for"] != table["date"]:
-            out.append(
-                f"{where} reads the table made {reading['for']}, not the published one: its first "
-                f"line must be {header}"
-            )
+        elif problem := reading_problem(table, reading):
+            out.append(f"{where}: {problem}")
     return out
+
+
+def reading_problem(table: dict, reading: dict) -> str | None:
+    """Why `reading` is not a reading of `table` (None when it is)."""
+    header = f"'<!-- reading of the table made {table['date']} -->'"
+    if reading["for"] is None:
+        return f"its first line must be {header}"
+    if not reading["text"]:
+        return "says nothing after its first line"
+    if reading["for"] != table["date"]:
+        return (
+            f"reads the table made {reading['for']}, not the published one: its first line must be {header}"
+        )
+    return None
 
 
 def load_result(name: str) -> dict | None:

@@ -720,7 +720,7 @@ class RecipeRunner:
 
     def _plan(self) -> None:
         r = self.recipe
-        teacher = self.teacher = self._base_stage()
+        teacher = self._base_stage()
         student = self._student_stage(teacher) if r.student else None
         for row in r.rows:
             base = student if row.model == "student" else teacher
@@ -758,8 +758,9 @@ class RecipeRunner:
                 )
 
     def _alignment_stage(self, name: str, target: str, base: Stage, adapter: Stage) -> Stage:
-        """Median cosine of the target's translation pairs through a fine-tuned row's model; the
-        recipe's base model gets its own cell (BASE_ROW) alongside the first one."""
+        """Median cosine of the target's translation pairs through a model fine-tuned from `base` (the
+        recipe's base model: rows on a student have none); `base` itself gets its own cell (BASE_ROW)
+        alongside the first one."""
         r = self.recipe
         files = r.data_paths("alignment", target)  # two, checked on loading
         inputs = {"a": files[0], "b": files[1]}
@@ -774,7 +775,7 @@ class RecipeRunner:
                 f"alignment of the base on {target}",
                 params,
                 _run_alignment,
-                {"base": self.teacher},
+                {"base": base},
                 inputs,
             )
         deps = {"base": base, "adapter0": adapter}
@@ -1093,8 +1094,11 @@ class RecipeRunner:
                     "pairs": {t: res and res["pairs"] for t, res in results.items()},
                 }
             )
-        files = {
-            t: [_display_path(p, self.recipe.data_root) for p in self.recipe.data_paths("alignment", t)]
+        files = {  # the pair of files each target's cells read
+            t: [
+                _display_path(p, self.recipe.data_root)
+                for p in self.alignment_cells[(BASE_ROW, t)].inputs.values()
+            ]
             for t in targets
         }
         return {"targets": targets, "files": files, "rows": rows}
