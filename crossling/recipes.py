@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO_ROOT / "recipes"
 STAGE_FILE = "stage.json"
 LOCK_FILE = "lock.json"  # flock-ed while a process runs the stage; holds {"pid", "host", "started"}
+ATTEMPTS_FILE = "attempts.json"  # the stage's interrupted runs, so that its seconds count them too
 TINY_BASES = ("tiny-xlmr", "tiny-bert")
 BASE_ROW = "base"  # the alignment table's row of the base model before any task training
 ALIGNMENT_MAX_LENGTH = 128  # tokens per sentence, the same for every model an alignment table compares
@@ -650,7 +651,8 @@ def _acquire_lock(directory: Path) -> tuple[int | None, dict[str, Any]]:
     An advisory `flock` on lock.json: the kernel releases it when its process ends, however it ends,
     so a killed run never leaves a stale lock and two processes can never both hold one. The file
     itself stays (removing it would let a late opener lock an orphaned copy); its content only says
-    who holds it, for the other processes' messages.
+    who holds it, for the other processes' messages. A release empties it, so a record found when
+    taking the lock is that of a run that was interrupted: it is kept in attempts.json first.
     """
     import fcntl
     import socket
@@ -665,10 +667,45 @@ def _acquire_lock(directory: Path) -> tuple[int | None, dict[str, Any]]:
             holder = {}
         os.close(fd)
         return None, holder if isinstance(holder, dict) else {}
+    try:
+        interrupted = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        interrupted = {}
+    if isinstance(interrupted, dict) and isinstance(interrupted.get("started"), (int, float)):
+        _keep_interrupted_attempt(directory, interrupted)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(mine).encode("utf-8"), 0)
     return fd, mine
+
+
+def _keep_interrupted_attempt(directory: Path, holder: Mapping[str, Any]) -> None:
+    """Add an interrupted run of the stage to its attempts.json: from its start to the last file it
+    wrote in the stage directory (checkpoints, corpora: what a resumed run reuses; work after that
+    was lost and is done again, so it is not counted)."""
+    from crossling.artifacts import write_json_atomic
+
+    started = float(holder["started"])
+    written = [
+        path.stat().st_mtime
+        for path in directory.rglob("*")
+        if path.is_file() and path.name not in (LOCK_FILE, ATTEMPTS_FILE)
+    ]
+    attempts = _interrupted_attempts(directory)
+    attempts.append(
+        {
+            "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            "pid": holder.get("pid"),
+            "host": holder.get("host"),
+            "seconds": round(max([0.0, *(t - started for t in written)]), 2),
+        }
+    )
+    write_json_atomic(directory / ATTEMPTS_FILE, attempts)
+
+
+def _interrupted_attempts(directory: Path) -> list[dict[str, Any]]:
+    path = directory / ATTEMPTS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
 
 
 def _release_lock(fd: int) -> None:
@@ -957,6 +994,8 @@ class RecipeRunner:
         started = time.perf_counter()
         stage_ctx = _StageContext(self, stage, directory)
         result = stage.fn(stage, stage_ctx)
+        seconds = time.perf_counter() - started
+        earlier = _interrupted_attempts(directory)
         write_json_atomic(
             directory / STAGE_FILE,
             {
@@ -967,8 +1006,10 @@ class RecipeRunner:
                 "deps": {k: d.directory(self.work).name for k, d in stage.deps.items()},
                 "inputs": {k: str(p) for k, p in stage.inputs.items()},
                 "result": result,
-                "seconds": round(time.perf_counter() - started, 2),
+                # what the result cost: this run and the kept part of the runs it resumed
+                "seconds": round(seconds + sum(float(a["seconds"]) for a in earlier), 2),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "interrupted_attempts": earlier,
             },
         )
         self._results[stage.key] = result

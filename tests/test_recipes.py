@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -191,15 +193,19 @@ def hold_lock():
         "import fcntl, json, os, socket, sys, time\n"
         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname()}).encode())\n"
+        "record = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': float(sys.argv[2])}\n"
+        "os.write(fd, json.dumps(record).encode())\n"
         "print('locked', flush=True)\n"
         "time.sleep(120)\n"
     )
 
-    def start(directory: Path) -> subprocess.Popen:
+    def start(directory: Path, started: float | None = None) -> subprocess.Popen:
         directory.mkdir(parents=True, exist_ok=True)
+        started = time.time() if started is None else started
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(directory / LOCK_FILE)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", code, str(directory / LOCK_FILE), str(started)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout.readline().strip() == "locked"
         procs.append(proc)
@@ -219,7 +225,12 @@ def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_
     runner = RecipeRunner(load_recipe(recipe_file, "smoke", data_root), work, progress=False)
     # another process is training the Spanish task adapter, which only the "multi" row needs
     spanish = next(s for s in runner.stages.values() if s.kind == "task" and s.params["language"] == "es")
-    other = hold_lock(spanish.directory(work))
+    # it started 100 s ago and saved a checkpoint 60 s into its run
+    other = hold_lock(spanish.directory(work), started=time.time() - 100)
+    checkpoint = spanish.directory(work) / "work" / "checkpoint-1" / "model.safetensors"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")
+    os.utime(checkpoint, (time.time() - 40, time.time() - 40))
     waits = []
 
     def wait() -> None:  # nothing left but the held stage: everything else is already done
@@ -234,6 +245,13 @@ def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_
     assert len(waits) == 1
     assert ("task", spanish.label, "ran") in runner.events
     assert all(row["scores"]["gn"] is not None for row in table["rows"])
+    # the stage's seconds count the interrupted run up to its last saved file, and say so
+    record = runner.record(spanish)
+    (attempt,) = record["interrupted_attempts"]
+    assert attempt["pid"] == other.pid and attempt["seconds"] == pytest.approx(60, abs=1)
+    assert record["seconds"] >= attempt["seconds"]
+    others = [s for s in runner.stages.values() if s is not spanish and runner.is_done(s)]
+    assert others and all(not runner.record(s)["interrupted_attempts"] for s in others)
     for lock in work.glob(f"stages/*/{LOCK_FILE}"):  # every lock released
         fd, _ = _acquire_lock(lock.parent)
         assert fd is not None
@@ -241,7 +259,6 @@ def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_
 
 
 def test_stage_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path, hold_lock):
-    import os
 
     fd, mine = _acquire_lock(tmp_path)  # free: taken, and says who holds it
     assert fd is not None and mine["pid"] == os.getpid()
