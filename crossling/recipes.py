@@ -805,6 +805,8 @@ class RecipeRunner:
             "target": target,
             "limit": r.data.get("alignment_limit"),
             "max_length": ALIGNMENT_MAX_LENGTH,
+            # beyond the paper: non-translations' median cosine (a_i vs b_i+1) and retrieval accuracy
+            "controls": ["non-translations", "retrieval"],
         }
         if (BASE_ROW, target) not in self.alignment_cells:
             self.alignment_cells[(BASE_ROW, target)] = self._stage(
@@ -1132,6 +1134,10 @@ class RecipeRunner:
                     "name": name,
                     "label": labels[name],
                     "median": {t: res and res["median"] for t, res in results.items()},
+                    "mismatched_median": {
+                        t: res and res.get("mismatched_median") for t, res in results.items()
+                    },
+                    "retrieval": {t: res and res.get("retrieval") for t, res in results.items()},
                     "pairs": {t: res and res["pairs"] for t, res in results.items()},
                 }
             )
@@ -1495,7 +1501,7 @@ def _run_alignment(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     a, b = read_parallel_text(stage.inputs["a"], stage.inputs["b"], limit=p["limit"])
     if "adapter0" not in stage.deps:
         summary = analyze_alignment(a, b, base=ctx.base_path(), max_length=p["max_length"])[0]
-        return {k: summary[k] for k in ("median", "mean", "q25", "q75", "pairs")}
+        return {k: v for k, v in summary.items() if k not in ("model", "task_adapter", "adversarial")}
     model = load_task_model(ctx.dep_dir("adapter0") / ctx.dep_result("adapter0")["adapter"])
     return parallel_alignment(lambda sentences: model.encode(sentences, max_length=p["max_length"]), a, b)
 
@@ -1561,14 +1567,27 @@ def _alignment_markdown(alignment: Mapping[str, Any]) -> list[str]:
     files = "; ".join(f"{t}: {' / '.join(alignment['files'][t])}" for t in targets)
     lines = [
         "Alignment (Keung et al. Table 3): median cosine between the mean-pooled final states of a "
-        f"sentence and its translation ({', '.join(map(str, pairs)) or '—'} pairs; {files}).",
+        f"sentence and its translation ({', '.join(map(str, pairs)) or '—'} pairs; {files}). Two controls "
+        "beyond the paper: in brackets the same median over pairs that are not translations (sentence i "
+        "against the translation of sentence i+1), the level any two sentences reach; and retrieval, how "
+        "often a sentence's translation is the nearest of all the translations.",
         "",
-        "| model | " + " | ".join(targets) + " |",
-        "|" + "---|" * (len(targets) + 1),
+        "| model | " + " | ".join(f"{t}: cosine (non-translations) | {t}: retrieval" for t in targets) + " |",
+        "|" + "---|" * (2 * len(targets) + 1),
     ]
+
+    def cells(row: Mapping[str, Any], target: str) -> list[str]:
+        if row["median"][target] is None:
+            return ["—", "—"]
+        control = (row.get("mismatched_median") or {}).get(target)
+        retrieval = (row.get("retrieval") or {}).get(target)
+        return [
+            f"{row['median'][target]:.3f}" + ("" if control is None else f" ({control:.3f})"),
+            "—" if retrieval is None else f"{retrieval:.1%}",
+        ]
+
     for row in alignment["rows"]:
-        cells = ["—" if row["median"][t] is None else f"{row['median'][t]:.3f}" for t in targets]
-        lines.append("| " + " | ".join([row["label"], *cells]) + " |")
+        lines.append("| " + " | ".join([row["label"], *(c for t in targets for c in cells(row, t))]) + " |")
     return lines
 
 

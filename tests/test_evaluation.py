@@ -77,6 +77,15 @@ def test_cosine_summary_median():
     b = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     out = cosine_summary(a, b)
     assert out["median"] == pytest.approx(2**-0.5) and out["pairs"] == 3
+    # the control pairs a_i with b_i+1 (wrapping round): here b_i+1 is a_i itself, so it is 1 where
+    # the translations' median is 1/sqrt(2)
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = a.roll(1, dims=0)
+    out = cosine_summary(a, b)
+    assert out["median"] == pytest.approx(2**-0.5) and out["mismatched_median"] == pytest.approx(1.0)
+    assert cosine_summary(a[:1], b[:1])["mismatched_median"] is None
+    # retrieval: a_0 = (1, 0) is nearest to b_1 = (1, 0), not its translation b_0; a_1, a_2 likewise
+    assert out["retrieval"] == 0.0 and cosine_summary(a, a)["retrieval"] == 1.0
 
 
 def test_xnli_parallel_reading_keeps_each_premise_once(tmp_path):

@@ -506,8 +506,12 @@ def test_alignment_table_measures_the_base_and_each_fine_tuned_row(tmp_path, dat
     assert [row["name"] for row in alignment["rows"]] == ["base", "ft", "ft_es"]
     for row in alignment["rows"]:
         assert row["median"]["gn"] == pytest.approx(1.0, abs=1e-5) and row["pairs"]["gn"] == 10
+        assert row["mismatched_median"]["gn"] < row["median"]["gn"]  # other sentences: the control
     md = (tmp_path / "work" / "table.md").read_text(encoding="utf-8")
-    assert "Alignment (Keung et al. Table 3)" in md and "| Fine-tuning (es) | 1.000 |" in md
+    control = alignment["rows"][2]["mismatched_median"]["gn"]
+    assert "Alignment (Keung et al. Table 3)" in md and f"| Fine-tuning (es) | 1.000 ({control:.3f}) |" in md
+    # every "translation" is its own sentence, so retrieval finds it (ties only among the repeats)
+    assert all(row["retrieval"]["gn"] > 0.5 for row in alignment["rows"])
     assert table["compute"]["stages"] == len({s.key for s in runner.stages.values()})
 
     recipe["data"]["alignment"] = {"xx": recipe["data"]["alignment"]["gn"]}
