@@ -86,6 +86,9 @@ def test_cosine_summary_median():
     assert cosine_summary(a[:1], b[:1])["mismatched_median"] is None
     # retrieval: a_0 = (1, 0) is nearest to b_1 = (1, 0), not its translation b_0; a_1, a_2 likewise
     assert out["retrieval"] == 0.0 and cosine_summary(a, a)["retrieval"] == 1.0
+    many = torch.randn(2500, 8, generator=torch.Generator().manual_seed(0))  # more rows than one block
+    assert cosine_summary(many, many)["retrieval"] == 1.0
+    assert cosine_summary(many, many.roll(1, dims=0))["retrieval"] == 0.0
 
 
 def test_xnli_parallel_reading_keeps_each_premise_once(tmp_path):

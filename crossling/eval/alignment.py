@@ -36,7 +36,9 @@ def cosine_summary(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     cos = F.cosine_similarity(a.float(), b.float(), dim=-1)
     q = torch.quantile(cos, torch.tensor([0.25, 0.5, 0.75]))
     mismatched = F.cosine_similarity(a.float(), b.float().roll(-1, dims=0), dim=-1)
-    nearest = (F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T).argmax(dim=-1)
+    unit_a, unit_b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+    # in blocks of rows, so that n pairs never need an n x n matrix
+    nearest = torch.cat([(block @ unit_b.T).argmax(dim=-1) for block in unit_a.split(1024)])
     return {
         "median": float(q[1]),
         "mean": float(cos.mean()),
