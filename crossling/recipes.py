@@ -668,11 +668,11 @@ def _acquire_lock(directory: Path) -> tuple[int | None, dict[str, Any]]:
         os.close(fd)
         return None, holder if isinstance(holder, dict) else {}
     try:
-        interrupted = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
+        previous = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
     except (OSError, ValueError):
-        interrupted = {}
-    if isinstance(interrupted, dict) and isinstance(interrupted.get("started"), (int, float)):
-        _keep_interrupted_attempt(directory, interrupted)
+        previous = {}
+    if isinstance(previous, dict) and previous and not (directory / STAGE_FILE).is_file():
+        _keep_interrupted_attempt(directory, previous)  # (a finished stage's holder died releasing)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(mine).encode("utf-8"), 0)
@@ -680,32 +680,52 @@ def _acquire_lock(directory: Path) -> tuple[int | None, dict[str, Any]]:
 
 
 def _keep_interrupted_attempt(directory: Path, holder: Mapping[str, Any]) -> None:
-    """Add an interrupted run of the stage to its attempts.json: from its start to the last file it
-    wrote in the stage directory (checkpoints, corpora: what a resumed run reuses; work after that
-    was lost and is done again, so it is not counted)."""
+    """Add an interrupted run of the stage (its lock record) to attempts.json: from its start to the
+    last file it wrote in the stage directory, a checkpoint or a corpus that a resumed run reuses;
+    work after that file was lost and is done again, so it is not counted. File times, so a work
+    directory shared between machines needs their clocks in step. Best effort: a failure here is
+    logged and never stops the run."""
     from crossling.artifacts import write_json_atomic
 
-    started = float(holder["started"])
-    written = [
-        path.stat().st_mtime
-        for path in directory.rglob("*")
-        if path.is_file() and path.name not in (LOCK_FILE, ATTEMPTS_FILE)
-    ]
-    attempts = _interrupted_attempts(directory)
-    attempts.append(
-        {
+    try:
+        started = holder.get("started")
+        if isinstance(started, bool) or not isinstance(started, (int, float)) or not math.isfinite(started):
+            raise ValueError(f"no start time in the lock record {dict(holder)}")
+        # files named .* are the temporary files of atomic writes, not saved work
+        written = [
+            path.stat().st_mtime
+            for path in directory.rglob("*")
+            if path.is_file()
+            and not path.name.startswith(".")
+            and path.name not in (LOCK_FILE, ATTEMPTS_FILE)
+        ]
+        attempt = {
             "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
             "pid": holder.get("pid"),
             "host": holder.get("host"),
             "seconds": round(max([0.0, *(t - started for t in written)]), 2),
         }
-    )
-    write_json_atomic(directory / ATTEMPTS_FILE, attempts)
+        attempts = _interrupted_attempts(directory)
+        same = ("started", "pid", "host")
+        if not any(all(a.get(k) == attempt[k] for k in same) for a in attempts):  # kept once
+            write_json_atomic(directory / ATTEMPTS_FILE, [*attempts, attempt])
+    except (OSError, ValueError, TypeError, OverflowError) as err:
+        logger.warning("%s: an interrupted run of this stage is not counted in its time: %s", directory, err)
 
 
 def _interrupted_attempts(directory: Path) -> list[dict[str, Any]]:
+    """The stage's interrupted runs kept so far (a damaged attempts.json counts none, with a warning)."""
     path = directory / ATTEMPTS_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        attempts = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(attempts, list):
+            raise ValueError("not a list")
+        return [a for a in attempts if isinstance(a, dict) and isinstance(a.get("seconds"), (int, float))]
+    except (OSError, ValueError) as err:
+        logger.warning("%s: unreadable, earlier interrupted runs are not counted: %s", path, err)
+        return []
 
 
 def _release_lock(fd: int) -> None:
@@ -805,8 +825,8 @@ class RecipeRunner:
             "target": target,
             "limit": r.data.get("alignment_limit"),
             "max_length": ALIGNMENT_MAX_LENGTH,
-            # beyond the paper: non-translations' median cosine (a_i vs b_i+1) and retrieval accuracy
-            "controls": ["non-translations", "retrieval"],
+            # beyond the paper (crossling.eval.alignment): non-translations' median cosine, retrieval
+            "controls": {"non_translations": "derangement, seed 0", "retrieval": "ties count as found"},
         }
         if (BASE_ROW, target) not in self.alignment_cells:
             self.alignment_cells[(BASE_ROW, target)] = self._stage(
@@ -985,17 +1005,21 @@ class RecipeRunner:
             if self.is_done(stage):  # finished by another process between our check and the lock
                 self.events.append((stage.kind, stage.label, "cached"))
                 return self.result(stage)
-            return self._run_stage(stage, directory)
+            return self._run_stage(stage, directory, holder)
         finally:
             _release_lock(fd)
 
-    def _run_stage(self, stage: Stage, directory: Path) -> dict[str, Any]:
+    def _run_stage(self, stage: Stage, directory: Path, lock: Mapping[str, Any]) -> dict[str, Any]:
         from crossling.artifacts import write_json_atomic
 
         logger.info("recipe %s: running %s [%s]", self.recipe.name, stage.label, directory.name)
         started = time.perf_counter()
         stage_ctx = _StageContext(self, stage, directory)
-        result = stage.fn(stage, stage_ctx)
+        try:
+            result = stage.fn(stage, stage_ctx)
+        except BaseException:  # Ctrl-C or an error: a rerun resumes from what this run saved
+            _keep_interrupted_attempt(directory, lock)
+            raise
         seconds = time.perf_counter() - started
         earlier = _interrupted_attempts(directory)
         write_json_atomic(
@@ -1014,6 +1038,7 @@ class RecipeRunner:
                 "interrupted_attempts": earlier,
             },
         )
+        (directory / ATTEMPTS_FILE).unlink(missing_ok=True)  # in stage.json now; a rerun starts afresh
         self._results[stage.key] = result
         self.events.append((stage.kind, stage.label, "ran"))
         return result
@@ -1568,9 +1593,10 @@ def _alignment_markdown(alignment: Mapping[str, Any]) -> list[str]:
     lines = [
         "Alignment (Keung et al. Table 3): median cosine between the mean-pooled final states of a "
         f"sentence and its translation ({', '.join(map(str, pairs)) or '—'} pairs; {files}). Two controls "
-        "beyond the paper: in brackets the same median over pairs that are not translations (sentence i "
-        "against the translation of sentence i+1), the level any two sentences reach; and retrieval, how "
-        "often a sentence's translation is the nearest of all the translations.",
+        "beyond the paper: in brackets the same median over pairs that are not translations (each sentence "
+        "against the translation of another, paired at random with a fixed seed), what a typical unrelated "
+        "pair reaches; and retrieval, how often a sentence's translation is the nearest of all the "
+        "translations.",
         "",
         "| model | " + " | ".join(f"{t}: cosine (non-translations) | {t}: retrieval" for t in targets) + " |",
         "|" + "---|" * (2 * len(targets) + 1),

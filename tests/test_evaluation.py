@@ -5,7 +5,7 @@ import torch
 from test_tasks_support import FAST, ner_records, nli_records, write_xtreme
 
 from crossling.data import UPOS_TAGS
-from crossling.errors import DataFormatError
+from crossling.errors import CrosslingError, DataFormatError
 from crossling.eval import (
     accuracy,
     analyze_alignment,
@@ -15,6 +15,7 @@ from crossling.eval import (
     read_xnli_parallel,
     token_accuracy,
 )
+from crossling.eval.alignment import derangement
 from crossling.tasks import train_task
 
 # shared fixtures (tiny packs, toy data, a trained NER adapter)
@@ -77,18 +78,28 @@ def test_cosine_summary_median():
     b = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     out = cosine_summary(a, b)
     assert out["median"] == pytest.approx(2**-0.5) and out["pairs"] == 3
-    # the control pairs a_i with b_i+1 (wrapping round): here b_i+1 is a_i itself, so it is 1 where
-    # the translations' median is 1/sqrt(2)
-    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    b = a.roll(1, dims=0)
-    out = cosine_summary(a, b)
-    assert out["median"] == pytest.approx(2**-0.5) and out["mismatched_median"] == pytest.approx(1.0)
-    assert cosine_summary(a[:1], b[:1])["mismatched_median"] is None
-    # retrieval: a_0 = (1, 0) is nearest to b_1 = (1, 0), not its translation b_0; a_1, a_2 likewise
-    assert out["retrieval"] == 0.0 and cosine_summary(a, a)["retrieval"] == 1.0
+    # the control pairs each a_i with another pair's b: orthonormal rows give 0 there, 1 for the pairs
+    eye = torch.eye(4)
+    out = cosine_summary(eye, eye)
+    assert out["median"] == pytest.approx(1.0) and out["mismatched_median"] == pytest.approx(0.0)
+    assert out["retrieval"] == 1.0 and cosine_summary(eye[:1], eye[:1])["mismatched_median"] is None
+    swapped = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # each translation nearer the other sentence
+    assert cosine_summary(eye[:2, :2], swapped)["retrieval"] == 0.0
+    twice = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # a repeated sentence is still found
+    assert cosine_summary(twice, twice)["retrieval"] == 1.0
     many = torch.randn(2500, 8, generator=torch.Generator().manual_seed(0))  # more rows than one block
     assert cosine_summary(many, many)["retrieval"] == 1.0
     assert cosine_summary(many, many.roll(1, dims=0))["retrieval"] == 0.0
+
+
+def test_derangement_moves_every_index_and_is_seeded():
+    for n in (2, 3, 10, 1000):
+        perm = derangement(n)
+        assert sorted(perm.tolist()) == list(range(n)) and not (perm == torch.arange(n)).any()
+    assert torch.equal(derangement(50, seed=1), derangement(50, seed=1))
+    assert not torch.equal(derangement(50, seed=1), derangement(50, seed=2))
+    with pytest.raises(CrosslingError):
+        derangement(1)
 
 
 def test_xnli_parallel_reading_keeps_each_premise_once(tmp_path):

@@ -17,10 +17,13 @@ import crossling.tasks
 from crossling.cli import main
 from crossling.errors import ConfigError
 from crossling.recipes import (
+    ATTEMPTS_FILE,
     LOCK_FILE,
     RECIPES_DIR,
+    STAGE_FILE,
     RecipeRunner,
     _acquire_lock,
+    _keep_interrupted_attempt,
     _release_lock,
     _stage_key,
     compare_rows,
@@ -256,6 +259,53 @@ def test_a_second_run_skips_stages_another_process_holds_and_takes_over_when_it_
         fd, _ = _acquire_lock(lock.parent)
         assert fd is not None
         _release_lock(fd)
+
+
+def test_a_stage_counts_a_run_stopped_by_ctrl_c_and_survives_damaged_records(tmp_path, data_root, caplog):
+    recipe_file = write_recipe(tmp_path / "toy.yaml", SMOKE)
+    runner = RecipeRunner(load_recipe(recipe_file, "smoke", data_root), tmp_path / "work", progress=False)
+    stage = next(s for s in runner.stages.values() if s.kind == "base")
+    directory = stage.directory(runner.work)
+    calls = []
+
+    def fn(_stage, _ctx):
+        calls.append(1)
+        if len(calls) == 1:  # saves a checkpoint 30 s into its run, then Ctrl-C
+            (directory / "checkpoint").write_text("saved")
+            os.utime(directory / "checkpoint", (time.time() + 30, time.time() + 30))
+            raise KeyboardInterrupt
+        return {"calls": len(calls)}
+
+    stage.fn = fn
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(stage)
+    (attempt,) = json.loads((directory / ATTEMPTS_FILE).read_text())
+    assert attempt["pid"] == os.getpid() and attempt["seconds"] == pytest.approx(30, abs=2)
+    _keep_interrupted_attempt(directory, json.loads((directory / LOCK_FILE).read_text() or "{}"))
+    assert len(json.loads((directory / ATTEMPTS_FILE).read_text())) == 1  # released: nothing to add
+    lock = {"pid": attempt["pid"], "host": attempt["host"], "started": time.time() - 5}
+    _keep_interrupted_attempt(directory, lock)
+    _keep_interrupted_attempt(directory, lock)  # the same dead run found twice is kept once
+    assert len(json.loads((directory / ATTEMPTS_FILE).read_text())) == 2
+    (directory / ATTEMPTS_FILE).write_text(json.dumps([attempt]))
+
+    assert runner.execute(stage) == {"calls": 2}  # the rerun counts the stopped run, once
+    record = runner.record(stage)
+    assert record["interrupted_attempts"] == [attempt] and record["seconds"] >= attempt["seconds"]
+    assert not (directory / ATTEMPTS_FILE).exists()  # in stage.json now
+    # a holder that died after finishing the stage, before releasing it: no phantom run
+    (directory / LOCK_FILE).write_text(json.dumps(lock))
+    fd, _ = _acquire_lock(directory)
+    _release_lock(fd)
+    assert not (directory / ATTEMPTS_FILE).exists()
+    # damaged records are warned about and never stop a run
+    (directory / STAGE_FILE).unlink()
+    (directory / ATTEMPTS_FILE).write_text("{not json")
+    (directory / LOCK_FILE).write_text(json.dumps({"pid": 1, "started": True}))
+    with caplog.at_level("WARNING", logger="crossling.recipes"):
+        assert runner.execute(stage) == {"calls": 3}
+    assert runner.record(stage)["interrupted_attempts"] == []
+    assert "no start time in the lock record" in caplog.text and "unreadable" in caplog.text
 
 
 def test_stage_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path, hold_lock):

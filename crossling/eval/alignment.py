@@ -4,10 +4,12 @@ For line-aligned translations a_i / b_i: the cosine between the mean-pooled fina
 a_i and b_i, summarised by its median over i. Keung et al. report adversarial training raising this
 from about 0.73 to above 0.9 for mBERT (English vs translated MLDoc documents).
 
-Beyond the paper, two controls. The same median over pairs that are *not* translations (a_i against
-b_{i+1}): mean-pooled states of a fine-tuned encoder can crowd into a narrow cone where any two
-sentences have a cosine near 1, and translations are only aligned as far as they stand out from that.
-And retrieval accuracy: how often b_i is the nearest of all b to a_i, which no such crowding inflates.
+Beyond the paper, two controls. The same median over pairs that are *not* translations (each a_i
+against the b of a random other pair, a fixed-seed derangement, so that no ordering of the file, such
+as XNLI's premise then its hypotheses, pairs related sentences): mean-pooled states of a fine-tuned
+encoder can crowd into a narrow cone where a typical unrelated pair has a cosine near 1, and
+translations are only aligned as far as they stand out from that. And retrieval accuracy: how often
+b_i is the nearest of all b to a_i, which no such crowding inflates.
 """
 
 from __future__ import annotations
@@ -24,29 +26,49 @@ from crossling.errors import CrosslingError, DataFormatError
 Encoder = Callable[[list[Any]], torch.Tensor]
 
 
-def cosine_summary(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+def derangement(n: int, seed: int = 0) -> torch.Tensor:
+    """A random permutation of range(n) that moves every index (n >= 2), the same for a given seed."""
+    if n < 2:
+        raise CrosslingError(f"no derangement of {n} item(s)")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    for i in range(n):
+        if perm[i] == i:  # swap with the next place: neither place is then fixed
+            j = (i + 1) % n
+            perm[i], perm[j] = perm[j], perm[i]
+    return torch.tensor(perm)
+
+
+def cosine_summary(a: torch.Tensor, b: torch.Tensor, *, seed: int = 0) -> dict[str, float]:
     """Median (and mean, quartiles, n) of the row-wise cosine between two [n, hidden] matrices;
-    `mismatched_median`: the median cosine of row i of `a` against row i+1 of `b` (wrapping round),
-    pairs that do not translate each other (None for a single row); `retrieval`: the fraction of rows
-    i of `a` whose nearest row of `b` by cosine is row i."""
+    `mismatched_median`: the median cosine of row i of `a` against row `derangement(n, seed)[i]` of
+    `b`, pairs that do not translate each other (None for a single row); `retrieval`: the fraction of
+    rows i of `a` for which no row of `b` is nearer by cosine than row i (a tie counts as found, so a
+    sentence repeated in `b` does not count as missed)."""
     if a.shape != b.shape:
         raise CrosslingError(f"representations differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
-    if a.shape[0] == 0:
+    n = a.shape[0]
+    if n == 0:
         raise CrosslingError("no parallel sentence to compare")
     cos = F.cosine_similarity(a.float(), b.float(), dim=-1)
     q = torch.quantile(cos, torch.tensor([0.25, 0.5, 0.75]))
-    mismatched = F.cosine_similarity(a.float(), b.float().roll(-1, dims=0), dim=-1)
+    mismatched = None
+    if n > 1:
+        other = F.cosine_similarity(a.float(), b.float()[derangement(n, seed)], dim=-1)
+        mismatched = float(torch.quantile(other, 0.5))
     unit_a, unit_b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    # in blocks of rows, so that n pairs never need an n x n matrix
-    nearest = torch.cat([(block @ unit_b.T).argmax(dim=-1) for block in unit_a.split(1024)])
+    found = []
+    for start in range(0, n, 1024):  # in blocks of rows: n pairs never need an n x n matrix
+        sim = unit_a[start : start + 1024] @ unit_b.T
+        rows = torch.arange(sim.shape[0])
+        found.append(sim[rows, start + rows] >= sim.max(dim=-1).values)
     return {
         "median": float(q[1]),
         "mean": float(cos.mean()),
         "q25": float(q[0]),
         "q75": float(q[2]),
-        "pairs": int(cos.numel()),
-        "mismatched_median": float(mismatched.median()) if a.shape[0] > 1 else None,
-        "retrieval": float((nearest == torch.arange(a.shape[0])).float().mean()),
+        "pairs": int(n),
+        "mismatched_median": mismatched,
+        "retrieval": float(torch.cat(found).float().mean()),
     }
 
 
