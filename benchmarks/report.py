@@ -1547,7 +1547,8 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[float]], ylabel: st
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncols=min(3, len(series)))
+    # below the axes, where it cannot cover a tall bar
+    ax.legend(fontsize=8, ncols=min(3, len(series)), loc="upper center", bbox_to_anchor=(0.5, -0.08))
 
 
 def plot_vocab_alp(r: dict, fig: Any) -> None:
@@ -1668,7 +1669,7 @@ def write_plots() -> list[Path]:
             fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
             draw(data, fig)
             path = PLOTS / f"{png}.png"
-            fig.savefig(path, dpi=DPI, metadata={"Software": None})
+            fig.savefig(path, dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
             plt.close(fig)
         return path
 
