@@ -661,22 +661,25 @@ def _acquire_lock(directory: Path) -> tuple[int | None, dict[str, Any]]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        try:
-            holder = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
-        except (OSError, ValueError):
-            holder = {}
+        holder = _lock_record(fd)
         os.close(fd)
-        return None, holder if isinstance(holder, dict) else {}
-    try:
-        previous = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
-    except (OSError, ValueError):
-        previous = {}
-    if isinstance(previous, dict) and previous and not (directory / STAGE_FILE).is_file():
+        return None, holder
+    previous = _lock_record(fd)
+    if previous and not (directory / STAGE_FILE).is_file():
         _keep_interrupted_attempt(directory, previous)  # (a finished stage's holder died releasing)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(mine).encode("utf-8"), 0)
     return fd, mine
+
+
+def _lock_record(fd: int) -> dict[str, Any]:
+    """What lock.json says of its holder, {} when empty (released) or unreadable."""
+    try:
+        record = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _keep_interrupted_attempt(directory: Path, holder: Mapping[str, Any]) -> None:
@@ -1150,6 +1153,7 @@ class RecipeRunner:
         targets = list(dict.fromkeys(t for _, t in self.alignment_cells))
         labels = {BASE_ROW: f"Base model ({self.recipe.base}, before task training)"}
         labels |= {row.name: row.label for row in self.recipe.rows}
+        measures = ("median", "mismatched_median", "retrieval", "pairs")  # (None: measured before controls)
         rows = []
         for name in dict.fromkeys(n for n, _ in self.alignment_cells):
             cells = {t: self.alignment_cells.get((name, t)) for t in targets}
@@ -1158,12 +1162,7 @@ class RecipeRunner:
                 {
                     "name": name,
                     "label": labels[name],
-                    "median": {t: res and res["median"] for t, res in results.items()},
-                    "mismatched_median": {
-                        t: res and res.get("mismatched_median") for t, res in results.items()
-                    },
-                    "retrieval": {t: res and res.get("retrieval") for t, res in results.items()},
-                    "pairs": {t: res and res["pairs"] for t, res in results.items()},
+                    **{m: {t: res and res.get(m) for t, res in results.items()} for m in measures},
                 }
             )
         files = {  # the pair of files each target's cells read

@@ -197,8 +197,14 @@ def alignment_markdown(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         adversarial = r["adversarial"] or "-"
         control = "-" if r.get("mismatched_median") is None else f"{r['mismatched_median']:.3f}"
-        retrieval = f"{r['retrieval']:.1%}" if "retrieval" in r else "-"
-        cells = [r["model"], adversarial, f"{r['median']:.3f}", f"{r['mean']:.3f}", control, retrieval]
-        cells.append(str(r["pairs"]))
+        cells = [
+            r["model"],
+            adversarial,
+            f"{r['median']:.3f}",
+            f"{r['mean']:.3f}",
+            control,
+            f"{r['retrieval']:.1%}",
+            str(r["pairs"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
