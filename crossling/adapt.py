@@ -155,6 +155,8 @@ def _write_text(path: Path, text: str) -> None:
 
 def adapt(language: str, base: str | Path, out: str | Path, options: AdaptOptions | None = None) -> Any:
     """Build a LanguagePack for `language` on `base` in directory `out`; returns the LanguagePack."""
+    from transformers import set_seed
+
     from crossling.language import build_adaptable_model, save_language_pack, train_language_adapter
 
     options = options or AdaptOptions()
@@ -191,6 +193,9 @@ def adapt(language: str, base: str | Path, out: str | Path, options: AdaptOption
             raise CrosslingError(f"vocab must be 'new' or 'base', not {options.vocab!r}")
 
     started = time.perf_counter()
+    # The fresh adapter (and a fresh MLM head) are drawn from the global RNG; seed it here, or the
+    # pack would depend on what ran before in this process (a recipe runs many stages in one).
+    set_seed(options.training.seed)
     adaptable = build_adaptable_model(
         base, language, options.adapter, tokenizer=tokenizer, embeddings=embeddings
     )

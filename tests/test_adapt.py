@@ -46,6 +46,22 @@ def test_adapt_keeping_the_base_vocabulary(tmp_path, tiny_xlmr_dir, toy_corpus, 
     assert not list(out.rglob("*.bin")), "artifacts must not contain pickles"
 
 
+def test_same_seed_same_pack_whatever_ran_before_in_the_process(tmp_path, tiny_xlmr_dir, toy_corpus):
+    """A recipe runs many stages in one process: the fresh adapter must not depend on that history."""
+    import torch
+    from safetensors.torch import load_file
+
+    args = ("--vocab", "base", "--max-steps", "2")
+    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, tmp_path / "a", *args)) == 0
+    torch.rand(1000)  # what an earlier stage in the same process would have drawn
+    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, tmp_path / "b", *args)) == 0
+    torch.rand(7)
+    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, tmp_path / "c", *args, "--seed", "1")) == 0
+    a, b, c = (load_file(tmp_path / n / "adapter" / "adapter.safetensors") for n in "abc")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_adapt_with_a_new_vocabulary(tmp_path, tiny_bert_dir, toy_corpus, capsys):
     """All three stages: ALP search, UniBridge init (fastText), adapter; the pack carries all reports."""
     out = tmp_path / "packs" / "xx"
