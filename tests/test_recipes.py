@@ -423,6 +423,36 @@ def test_shipped_recipes_find_their_real_data(shared_data, tmp_path, monkeypatch
     assert len(recipe.targets) >= (3 if name != "keung_ner" and budget != "smoke" else 1)
 
 
+@pytest.mark.parametrize(
+    "name", ["unibridge_nli", "keung_ner", "unibridge_pos", "masakhaner", "macular_nli", "unibert_each_all"]
+)
+def test_every_evaluation_of_the_cpu_and_paper_budgets_reads_its_real_test_data(
+    shared_data, tmp_path, monkeypatch, name
+):
+    """A cpu table runs for hours: a test file its reader rejects (a stray I- tag in MasakhaNER hau)
+    must fail here, not at the first evaluation of that target hours into the run."""
+    from crossling.eval.runner import _mapped
+    from crossling.tasks import read_task_data
+
+    (tmp_path / "multilingual-e5-small").mkdir()
+    (tmp_path / "multilingual-e5-small" / "config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setenv("CROSSLING_MODELS", str(tmp_path))
+    checked = set()
+    for budget in ("cpu", "paper"):
+        runner = RecipeRunner(load_recipe(name, budget, shared_data), tmp_path / budget, progress=False)
+        for stage in runner.cells.values():
+            p = stage.params
+            setting = (p["task"], str(stage.inputs["test"]), p["to_iob2"], repr(p["map_labels"]))
+            if setting in checked:
+                continue
+            checked.add(setting)
+            records = read_task_data(p["task"], stage.inputs["test"], to_iob2=p["to_iob2"])
+            assert records, setting
+            if p["map_labels"]:
+                _mapped(p["task"], records, p["map_labels"], str(stage.inputs["test"]))
+    assert checked
+
+
 def test_macular_recipe_rows_read_targets_through_the_source_pack(tmp_path, data_root):
     pawsx = data_root / "pawsx_xtreme" / "dev-en.tsv"
     pawsx.parent.mkdir(exist_ok=True)
