@@ -47,19 +47,26 @@ def test_adapt_keeping_the_base_vocabulary(tmp_path, tiny_xlmr_dir, toy_corpus, 
 
 
 def test_same_seed_same_pack_whatever_ran_before_in_the_process(tmp_path, tiny_xlmr_dir, toy_corpus):
-    """A recipe runs many stages in one process: the fresh adapter must not depend on that history."""
+    """A recipe runs many stages in one process: the fresh adapter and the fresh MLM head (a base
+    without one, like e5-small) must not depend on that history."""
     import torch
     from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
 
+    headless = tmp_path / "headless"
+    AutoModel.from_pretrained(tiny_xlmr_dir).save_pretrained(headless)
+    AutoTokenizer.from_pretrained(tiny_xlmr_dir).save_pretrained(headless)
     args = ("--vocab", "base", "--max-steps", "2")
-    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, tmp_path / "a", *args)) == 0
+    assert main(_adapt_args(headless, toy_corpus, tmp_path / "a", *args)) == 0
     torch.rand(1000)  # what an earlier stage in the same process would have drawn
-    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, tmp_path / "b", *args)) == 0
+    assert main(_adapt_args(headless, toy_corpus, tmp_path / "b", *args)) == 0
     torch.rand(7)
-    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, tmp_path / "c", *args, "--seed", "1")) == 0
-    a, b, c = (load_file(tmp_path / n / "adapter" / "adapter.safetensors") for n in "abc")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert main(_adapt_args(headless, toy_corpus, tmp_path / "c", *args, "--seed", "1")) == 0
+    assert LanguagePack.from_pretrained(tmp_path / "a").reports["mlm_head"].startswith("fresh")
+    for weights in ("adapter/adapter.safetensors", "mlm_head.safetensors"):
+        a, b, c = (load_file(tmp_path / n / weights) for n in "abc")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), weights
+        assert not all(torch.equal(a[k], c[k]) for k in a), weights
 
 
 def test_adapt_with_a_new_vocabulary(tmp_path, tiny_bert_dir, toy_corpus, capsys):

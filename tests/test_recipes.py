@@ -423,9 +423,7 @@ def test_shipped_recipes_find_their_real_data(shared_data, tmp_path, monkeypatch
     assert len(recipe.targets) >= (3 if name != "keung_ner" and budget != "smoke" else 1)
 
 
-@pytest.mark.parametrize(
-    "name", ["unibridge_nli", "keung_ner", "unibridge_pos", "masakhaner", "macular_nli", "unibert_each_all"]
-)
+@pytest.mark.parametrize("name", sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
 def test_every_evaluation_of_the_cpu_and_paper_budgets_reads_its_real_test_data(
     shared_data, tmp_path, monkeypatch, name
 ):
