@@ -1461,19 +1461,28 @@ def _unlabelled_text(task: str, path: Path) -> Path | list[str]:
     return [" ".join(r["tokens"]) for r in records]
 
 
-def _run_eval(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
-    from crossling.eval.metrics import PRIMARY_METRIC, task_metrics
+def _eval_records(stage: Stage) -> list[dict[str, Any]]:
+    """The labelled test records an evaluation stage scores: read, sliced and label-mapped."""
     from crossling.eval.runner import _mapped
-    from crossling.multisource import MultiSourcePredictor
-    from crossling.tasks import load_task_model, read_task_data
+    from crossling.tasks import read_task_data
 
     p = stage.params
-    task = p["task"]
-    records = read_task_data(task, stage.inputs["test"], to_iob2=p["to_iob2"])
+    records = read_task_data(p["task"], stage.inputs["test"], to_iob2=p["to_iob2"])
     skip = p.get("skip", 0)
     records = records[skip : skip + p["limit"] if p["limit"] is not None else None]
     if p["map_labels"]:
-        records = _mapped(task, records, p["map_labels"], str(stage.inputs["test"]))
+        records = _mapped(p["task"], records, p["map_labels"], str(stage.inputs["test"]))
+    return records
+
+
+def _run_eval(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
+    from crossling.eval.metrics import PRIMARY_METRIC, task_metrics
+    from crossling.multisource import MultiSourcePredictor
+    from crossling.tasks import load_task_model
+
+    p = stage.params
+    task = p["task"]
+    records = _eval_records(stage)
     adapters = [
         ctx.dep_dir(name) / ctx.dep_result(name)["adapter"]
         for name in sorted((n for n in stage.deps if n.startswith("adapter")), key=lambda n: int(n[7:]))
