@@ -321,11 +321,22 @@ class TrainingConfig(Config):
     save_steps: int = field(500, low=1, doc="checkpoint every N steps (resume with --resume)")
     eval_steps: int = field(500, low=1, doc="evaluate every N steps")
     seed: int = field(42, low=0, doc="random seed")
-    precision: Literal["fp32", "bf16"] = field(
+    precision: Literal["fp32", "bf16", "auto"] = field(
         "fp32",
         doc="bf16: matrix products in bfloat16 under autocast (weights, optimiser and losses stay "
-        "fp32); faster on CPUs with AMX or AVX-512 BF16 and on recent GPUs",
+        "fp32); faster on CPUs with AMX or AVX-512 BF16 and on recent GPUs, much slower elsewhere. "
+        "auto: bf16 where this machine runs it natively, else fp32 (resolved when the config is built)",
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # "auto" is resolved here, not when training starts, so that what a saved config or a recipe's
+        # stage key records is the precision that ran: on a CPU with native bf16 an "auto" stage has
+        # the key of an explicit "bf16" one, elsewhere that of "fp32".
+        if self.precision == "auto":
+            from crossling.training_utils import native_precision
+
+            object.__setattr__(self, "precision", native_precision())
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # minutes on a laptop CPU with tiny models: what CI runs

@@ -137,3 +137,32 @@ def test_cli_precision_option_reaches_the_config():
     assert training_config(parser.parse_args([])).precision == "fp32"
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "fp16"])
+
+
+@pytest.mark.parametrize(("cuda", "cpu_native", "expected"), [(False, True, "bf16"), (False, False, "fp32")])
+def test_auto_precision_is_resolved_when_the_config_is_built(monkeypatch, cuda, cpu_native, expected):
+    """`auto` never reaches a trainer or a saved config: they see what this machine runs natively."""
+    import argparse
+
+    import crossling.training_utils
+    from crossling.commands._training import add_training_arguments, training_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(crossling.training_utils, "_bf16_is_native", lambda: cpu_native)
+    config = TrainingConfig(precision="auto")
+    assert config.precision == expected
+    assert TrainingConfig.load(config.to_dict()).precision == expected
+    assert TrainingConfig.load("cpu", precision="auto").precision == expected
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    assert training_config(parser.parse_args(["--precision", "auto"])).precision == expected
+
+
+def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch):
+    import crossling.training_utils
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(crossling.training_utils, "_bf16_is_native", lambda: False)
+    for supported, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert TrainingConfig(precision="auto").precision == expected

@@ -430,6 +430,32 @@ def test_shipped_recipes_find_their_real_data(shared_data, stand_in_e5, name, bu
     assert len(recipe.targets) >= (3 if name != "keung_ner" and budget != "smoke" else 1)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_gives_a_recipe_the_stage_keys_of_what_it_resolves_to(
+    shared_data, stand_in_e5, tmp_path, monkeypatch, native
+):
+    """The cpu budgets say `precision: auto`: on a CPU with native bf16 their stages keep the keys of the
+    `bf16` they said before (the published tables' caches stay valid); elsewhere they are fp32 stages."""
+    import torch
+
+    import crossling.training_utils
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(crossling.training_utils, "_bf16_is_native", lambda: native)
+    explicit = "bf16" if native else "fp32"
+    uses_auto = [p for p in sorted(RECIPES_DIR.glob("*.yaml")) if "precision: auto" in p.read_text("utf-8")]
+    assert {p.stem for p in uses_auto} >= {"unibridge_nli", "unibridge_pos", "masakhaner", "macular_nli"}
+    for path in uses_auto:
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text("utf-8").replace("precision: auto", f"precision: {explicit}"), "utf-8")
+        keys = {}
+        for recipe_path in (path, copy):
+            recipe = load_recipe(recipe_path, "cpu", shared_data)
+            runner = RecipeRunner(recipe, tmp_path / "work", progress=False)
+            keys[recipe_path] = sorted(stage.key for stage in runner.cells.values())
+        assert keys[path] == keys[copy], path.stem
+
+
 READING_PARAMS = ("task", "to_iob2", "skip", "limit", "map_labels")  # what _eval_records reads by
 
 

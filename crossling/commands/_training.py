@@ -21,7 +21,8 @@ TRAINING_HELP: dict[str, str] = {
     "max_length": "maximum tokens per sentence (longer ones are truncated)",
     "seed": "random seed",
     "precision": "fp32, or bf16: matrix products in bfloat16 (faster on CPUs with AMX/AVX-512 BF16 and "
-    "recent GPUs; weights, optimiser and losses stay fp32)",
+    "recent GPUs, many times slower on other CPUs; weights, optimiser and losses stay fp32), or auto: "
+    "bf16 where this machine has it natively, else fp32",
     "resume": "continue an interrupted run from its last checkpoint",
 }
 TRAINING_OPTIONS = tuple(TRAINING_HELP)
@@ -56,7 +57,7 @@ def add_training_arguments(
         "save_steps": ("--save-steps", {"type": int}),
         "max_length": ("--max-length", {"type": int}),
         "seed": ("--seed", {"type": int}),
-        "precision": ("--precision", {"choices": ("fp32", "bf16")}),
+        "precision": ("--precision", {"choices": ("fp32", "bf16", "auto")}),
         "resume": ("--resume", {"action": "store_true"}),
     }
     g = p.add_argument_group("training")
