@@ -739,6 +739,16 @@ def _release_lock(fd: int) -> None:
     os.close(fd)
 
 
+def _precisions(params: Any) -> set[str]:
+    """The training precisions named in a stage's params (nested TrainingConfig dicts), if any."""
+    if isinstance(params, Mapping):
+        found = {params["precision"]} if isinstance(params.get("precision"), str) else set()
+        return found.union(*(_precisions(v) for v in params.values()))
+    if isinstance(params, list | tuple):
+        return set().union(*(_precisions(v) for v in params))
+    return set()
+
+
 def _stage_key(kind: str, params: Mapping[str, Any], deps: Mapping[str, Stage], digests: Mapping[str, str]):
     from crossling import __version__
 
@@ -970,13 +980,17 @@ class RecipeRunner:
                 todo.extend(stage.deps.values())
         done = [s for s in seen.values() if self.is_done(s)]
         seconds: dict[str, float] = {}
+        precision: dict[str, int] = {}
         for stage in done:
             seconds[stage.kind] = seconds.get(stage.kind, 0.0) + float(self.record(stage).get("seconds") or 0)
+            for value in _precisions(stage.params):  # `auto` has become what the machine ran
+                precision[value] = precision.get(value, 0) + 1
         return {
             "stages": len(seen),
             "finished": len(done),
             "seconds": round(sum(seconds.values()), 1),
             "seconds_by_kind": {k: round(v, 1) for k, v in sorted(seconds.items())},
+            "training_precision": dict(sorted(precision.items())),
         }
 
     def result(self, stage: Stage) -> dict[str, Any]:
@@ -1590,6 +1604,11 @@ def table_markdown(table: Mapping[str, Any]) -> str:
             f"; {compute['finished']} of {compute['stages']} stages, "
             f"{_duration(compute['seconds'])} of stage wall-clock time"
         )
+        if precision := compute.get("training_precision"):  # tables made before it was recorded lack it
+            made += "; trained in " + " and ".join(
+                f"{name} ({n} stage{'s' * (n != 1)})" if len(precision) > 1 else name
+                for name, n in precision.items()
+            )
     lines += ["", made + "."]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -152,6 +152,8 @@ def test_smoke_recipe_table_cache_and_invalidation(tmp_path, data_root, monkeypa
     assert {"base", "pack", "task", "eval"} <= set(compute["seconds_by_kind"])
     assert compute["seconds"] == pytest.approx(sum(compute["seconds_by_kind"].values()), abs=0.5)
     assert f"{compute['stages']} of {compute['stages']} stages" in markdown
+    trained = sum(stage.kind in ("pack", "task") for stage in runner.stages.values())
+    assert compute["training_precision"] == {"fp32": trained} and "; trained in fp32." in markdown
     # the target pack read both corpus files: plain lines and the treebank's tokens
     corpora = [p.read_text(encoding="utf-8") for p in (work / "stages").glob("pack-*/corpus.txt")]
     assert any("kanja2 mbeu" in text and tiny_corpus(150, "xx")[0] in text for text in corpora)
@@ -667,3 +669,18 @@ def test_finetune_rows_train_with_their_own_settings(tmp_path, data_root):
     recipe["training"]["finetune"] = {"preset": "smoke", "max_steps": 2, "learning_rate": 3e-5}
     lrs = task_lrs(load_recipe(write_recipe(tmp_path / "b.yaml", recipe), "smoke", data_root))
     assert lrs["ft"] == 3e-5 and lrs["multi"] == same["multi"]
+
+
+def test_a_table_says_in_which_precision_its_stages_trained():
+    """With `precision: auto` the same recipe trains in bf16 on one machine and fp32 on another: the
+    table says which, by stage, and an older table without the record still renders."""
+    from crossling.recipes import table_markdown
+
+    path = RECIPES_DIR.parent / "benchmarks" / "results" / "recipe_unibridge_pos_cpu.json"
+    table = json.loads(path.read_text(encoding="utf-8"))
+    compute = {k: v for k, v in table["compute"].items() if k != "training_precision"}
+    assert "; trained in" not in table_markdown({**table, "compute": compute})
+    mixed = {**compute, "training_precision": {"bf16": 3, "fp32": 1}}
+    assert "; trained in bf16 (3 stages) and fp32 (1 stage)." in table_markdown({**table, "compute": mixed})
+    one = {**compute, "training_precision": {"fp32": 4}}
+    assert table_markdown({**table, "compute": one}).rstrip().endswith("; trained in fp32.")
