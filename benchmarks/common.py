@@ -45,14 +45,29 @@ def model_dir(name: str) -> Path:
 
 def machine() -> dict[str, Any]:
     from crossling.artifacts import library_versions
+    from crossling.training_utils import native_precision
 
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "torch_threads": __import__("torch").get_num_threads(),
         "platform": platform.platform(),
+        "cpu": cpu_model(),
+        # bf16 is 1.4-1.6x faster than fp32 where native and many times slower where emulated
+        "cpu_bf16_native": native_precision() == "bf16",
         "versions": library_versions(),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def peak_rss_mb() -> float:
