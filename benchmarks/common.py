@@ -45,7 +45,7 @@ def model_dir(name: str) -> Path:
 
 def machine() -> dict[str, Any]:
     from crossling.artifacts import library_versions
-    from crossling.training_utils import native_precision
+    from crossling.training_utils import _bf16_is_native
 
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -54,7 +54,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         # bf16 is 1.4-1.6x faster than fp32 where native and many times slower where emulated
-        "cpu_bf16_native": native_precision() == "bf16",
+        "cpu_bf16_native": _bf16_is_native(),
         "versions": library_versions(),
     }
 

@@ -740,13 +740,17 @@ def _release_lock(fd: int) -> None:
 
 
 def _precisions(params: Any) -> set[str]:
-    """The training precisions named in a stage's params (nested TrainingConfig dicts), if any."""
+    """The precisions of the TrainingConfigs (`training` mappings, at any depth) in a stage's params."""
+    found: set[str] = set()
     if isinstance(params, Mapping):
-        found = {params["precision"]} if isinstance(params.get("precision"), str) else set()
-        return found.union(*(_precisions(v) for v in params.values()))
-    if isinstance(params, list | tuple):
-        return set().union(*(_precisions(v) for v in params))
-    return set()
+        for key, value in params.items():
+            if key == "training" and isinstance(value, Mapping) and isinstance(value.get("precision"), str):
+                found.add(value["precision"])
+            else:
+                found |= _precisions(value)
+    elif isinstance(params, list | tuple):
+        found = found.union(*(_precisions(v) for v in params))
+    return found
 
 
 def _stage_key(kind: str, params: Mapping[str, Any], deps: Mapping[str, Stage], digests: Mapping[str, str]):
@@ -983,8 +987,9 @@ class RecipeRunner:
         precision: dict[str, int] = {}
         for stage in done:
             seconds[stage.kind] = seconds.get(stage.kind, 0.0) + float(self.record(stage).get("seconds") or 0)
-            for value in _precisions(stage.params):  # `auto` has become what the machine ran
-                precision[value] = precision.get(value, 0) + 1
+            if found := _precisions(stage.params):  # `auto` has become what the machine ran
+                name = found.pop() if len(found) == 1 else "mixed"  # each stage counts once
+                precision[name] = precision.get(name, 0) + 1
         return {
             "stages": len(seen),
             "finished": len(done),

@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import os
+import platform
 import re
 import time
 from collections.abc import Mapping
@@ -38,19 +39,30 @@ logger = logging.getLogger(__name__)
 
 @functools.cache
 def _bf16_is_native() -> bool:
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU has bf16 instructions. On x86 that is AVX-512 BF16 or AMX: oneDNN's own check
+    also accepts plain AVX-512 (Skylake to Ice Lake), where bf16 is emulated and slower than fp32.
+    Elsewhere (Arm) oneDNN's check is the one there is."""
+    names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    checks = [getattr(torch.cpu, name, None) for name in names]
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686") and all(checks):
+        return any(check() for check in checks)
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # Arm, or a torch without those checks
 
 
 def native_precision() -> str:
     """What `precision: auto` means on this machine: "bf16" on a GPU that supports it or a CPU with
-    native bf16 (oneDNN's check: AVX-512 or AMX), else "fp32".
+    bf16 instructions (AVX-512 BF16 or AMX on x86), else "fp32".
 
     Why not bf16 everywhere: without those instructions the CPU emulates it, and a training step of
     multilingual-e5-small took 13x as long in bf16 as in fp32 on a 2-core AVX2 AMD EPYC (2026-12-03),
     where a CPU with native bf16 made it 1.4-1.6x faster (benchmarks/results/precision.json).
     """
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if torch.cuda.is_available():  # without emulation: pre-Ampere GPUs would say yes and run it slowly
+        try:
+            supported = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch before 2.4 has no such argument, and no emulation to leave out
+            supported = torch.cuda.is_bf16_supported()
+        return "bf16" if supported else "fp32"
     return "bf16" if _bf16_is_native() else "fp32"
 
 

@@ -164,5 +164,5 @@ def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(crossling.training_utils, "_bf16_is_native", lambda: False)
     for supported, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, s=supported: s)
         assert TrainingConfig(precision="auto").precision == expected

@@ -684,3 +684,9 @@ def test_a_table_says_in_which_precision_its_stages_trained():
     assert "; trained in bf16 (3 stages) and fp32 (1 stage)." in table_markdown({**table, "compute": mixed})
     one = {**compute, "training_precision": {"fp32": 4}}
     assert table_markdown({**table, "compute": one}).rstrip().endswith("; trained in fp32.")
+    # what a stage trained in: the precision of its TrainingConfigs (a distillation's is nested), no other
+    from crossling.recipes import _precisions
+
+    distill = {"student": {"training": {"precision": "bf16"}}, "eval": {"precision": "x"}}
+    assert _precisions(distill) == {"bf16"}
+    assert _precisions({"rows": [{"training": {"precision": "fp32"}}], "training": {"lr": 1}}) == {"fp32"}
