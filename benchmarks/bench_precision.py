@@ -215,14 +215,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from crossling.embeddings import FastTextConfig, initialize, load_tokenizer, save_initialization
-    from crossling.training_utils import _bf16_is_native
     from crossling.vocab import train_tokenizer
 
     base = model_dir("multilingual-e5-small")
     lines = guarani_lines(args.lines)
     result: dict = {
         "base": "multilingual-e5-small",
-        "cpu_bf16_native": _bf16_is_native(),
         "design": "paired: each batch timed at fp32 and bf16 back to back (order alternating); "
         "speedup = median of per-batch fp32/bf16 ratios",
         "settings": {k: v for k, v in vars(args).items()},
@@ -256,6 +254,8 @@ def main() -> None:
             kept = json.loads((RESULTS / "precision.json").read_text(encoding="utf-8"))
             result["speed"] = kept["speed"]
             result["speed_date"] = kept.get("speed_date") or kept["machine"]["date"]
+            # the machine the kept figures were measured on, not this one
+            result["speed_machine"] = kept.get("speed_machine") or kept["machine"]
             if "conditions" in kept:
                 result["conditions"] = kept["conditions"]
         if not args.skip_quality:

@@ -490,7 +490,10 @@ def _precision_verdict(r: dict) -> str:
             f"its training {q['training_speedup']:.2f}x faster end to end (two runs one after the other, "
             "not paired: a change of load between them counts)"
         )
-    if not r.get("cpu_bf16_native", True):
+    # The speed figures' machine (kept from an earlier run by --skip-speed); results written before
+    # the machine block recorded the flag kept it at the top level.
+    measured_on = r.get("speed_machine") or r.get("machine") or {}
+    if not measured_on.get("cpu_bf16_native", r.get("cpu_bf16_native", True)):
         text += " (this CPU has no native bf16: expect no gain)"
     return text + "."
 

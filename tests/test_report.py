@@ -317,3 +317,15 @@ def test_distillation_findings_follow_the_numbers(report: ModuleType) -> None:
     del configs["xxsmall-noadv"]
     text = " ".join(report._distill_findings({"configs": configs}))
     assert "Removing the MLM term" not in text and "Retrieval with it" not in text
+
+
+def test_the_bf16_verdict_warns_only_for_figures_measured_without_native_bf16(report: ModuleType) -> None:
+    speed = {"language_new_vocab": {"speedup": 1.5}, "finetune_ner": {"speedup": 0.1}}
+    warning = "this CPU has no native bf16"
+    assert warning not in report._precision_verdict({"speed": speed, "cpu_bf16_native": True})
+    assert warning in report._precision_verdict({"speed": speed, "cpu_bf16_native": False})  # older files
+    assert warning in report._precision_verdict({"speed": speed, "machine": {"cpu_bf16_native": False}})
+    # --skip-speed on an AVX2 machine keeps figures measured where bf16 was native: no warning for them
+    kept = {"speed": speed, "machine": {"cpu_bf16_native": False}, "speed_machine": {"cpu_bf16_native": True}}
+    assert warning not in report._precision_verdict(kept)
+    assert "0.10-1.50x faster" in report._precision_verdict(kept)
