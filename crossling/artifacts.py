@@ -79,6 +79,8 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, ensure_ascii=False, default=_json_default)
             fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())  # else a power loss can leave the renamed file empty
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -8,10 +8,12 @@ stage's configuration and the rows of the table. Any value may depend on the bud
 
 Stages (base model, distilled student, language packs, task adapters, Macular adapters, evaluations)
 are cached under
-``WORK/stages/KIND-KEY`` where KEY hashes the stage's resolved configuration, the contents of its data
-files and the keys of the stages it reads. A stage is finished when its ``stage.json`` exists (written
-atomically, last); a rerun after a crash reuses every finished stage and continues an interrupted
-training run from its last checkpoint. Changing one row's configuration re-runs only what it changes.
+``WORK/stages/KIND-KEY`` where KEY hashes the settings the stage uses, the contents of its data files
+(for the base model, of every file in its directory, weights included, not its name or place), the
+keys of the stages it reads and crossling's version (a new release may compute differently, so it
+reruns). A stage is finished when its ``stage.json`` is complete (written atomically, last); a rerun
+after a crash reuses every finished stage and continues an interrupted training run from its last
+checkpoint. Changing one row's configuration re-runs only what it changes.
 
     from crossling.recipes import load_recipe, run_recipe
     recipe = load_recipe("recipes/unibridge_nli.yaml", budget="smoke")
@@ -136,6 +138,8 @@ _PACK_KEYS = {
     "clean": "clean the corpus (UniBERT-style) first",
     "eval_lines": "held-out corpus lines for the perplexity report",
 }
+# what a pack that keeps the base vocabulary uses (adapt reads the other keys for a new one only)
+_BASE_VOCAB_PACK_KEYS = ("vocab", "adapter", "clean", "eval_lines")
 _DEFAULT_KEYS = ("source_pack", "target_pack", "task_adapter", "combine", "macular")
 METHODS = ("finetune", "adapters", "source-pack", "macular")
 # `finetune` trains whole models (method: finetune), which need a far smaller learning rate than
@@ -170,6 +174,38 @@ def _check_keys(data: Any, allowed: Mapping[str, str] | Sequence[str], where: st
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(allowed))})")
     return dict(data)
+
+
+# data keys holding a count, and the least value that makes sense (test_skip may be 0)
+_DATA_COUNTS = {
+    "train_examples": 1,
+    "dev_examples": 0,
+    "test_limit": 1,
+    "test_skip": 0,
+    "corpus_lines": 1,
+    "alignment_limit": 1,
+}
+
+
+def _check_data_values(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Counts are whole numbers, `to_iob2` and `map_labels` have their shapes: a mistyped value fails
+    when the recipe loads, naming its key, not as a TypeError hours into a run."""
+    for key, least in _DATA_COUNTS.items():
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            expected = f"a whole number >= {least} or null ({_DATA_KEYS[key]})"
+            raise ConfigError(f"{where}.{key}: expected {expected}, got {value!r}")
+    to_iob2 = data.get("to_iob2")
+    if to_iob2 is not None and not isinstance(to_iob2, bool) and not _strings(to_iob2):
+        raise ConfigError(f"{where}.to_iob2: expected true/false or a list of languages, got {to_iob2!r}")
+    labels = data.get("map_labels")
+    if labels is not None and not (isinstance(labels, Mapping) and _strings([*labels, *labels.values()])):
+        raise ConfigError(f"{where}.map_labels: expected a mapping of label to label, got {labels!r}")
+    return data
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -343,7 +379,7 @@ def load_recipe(
     for required in ("name", "task", "base", "sources", "targets", "data", "rows"):
         if raw.get(required) in (None, "", [], {}):
             raise ConfigError(f"{where}: missing key {required!r} ({_TOP_KEYS[required]})")
-    data = _check_keys(raw["data"], _DATA_KEYS, f"{where}: data")
+    data = _check_data_values(_check_keys(raw["data"], _DATA_KEYS, f"{where}: data"), f"{where}: data")
     training_raw = _check_keys(raw.get("training"), _TRAINING_KEYS, f"{where}: training")
     training = {
         k: _config(TrainingConfig, training_raw.get(k, budget), f"{where}: training.{k}")
@@ -353,6 +389,10 @@ def load_recipe(
     training.setdefault("finetune", training["task_adapter"])
     defaults = _check_keys(raw.get("defaults"), _DEFAULT_KEYS, f"{where}: defaults")
     task = raw["task"]
+    from crossling.tasks import TASKS
+
+    if task not in TASKS:
+        raise ConfigError(f"{where}: task: {task!r} is not one of {', '.join(TASKS)}")
     sources, targets = (
         _languages(raw["sources"], f"{where}: sources"),
         _languages(raw["targets"], f"{where}: targets"),
@@ -432,6 +472,8 @@ def load_recipe(
                     f"(rows: {', '.join(names)})"
                 )
     notes = raw.get("notes") or []
+    if not isinstance(notes, str) and not _strings(notes):
+        raise ConfigError(f"{where}: notes: expected a string or a list of strings, got {notes!r}")
     student = None
     if raw.get("student"):
         student = _check_keys(raw["student"], _STUDENT_KEYS, f"{where}: student")
@@ -612,6 +654,16 @@ def _resolve_base(recipe: Recipe, check: bool = False) -> Path | None:
 
 
 # ---------------------------------------------------------------------- stages
+def _combine_params(row: Row, n_adapters: int) -> dict[str, Any] | None:
+    """The combination settings an evaluation uses (its cache key holds these only): none for one
+    model, the strategy alone where no harmony weights are computed."""
+    if row.method != "adapters" or n_adapters < 2:
+        return None
+    if row.combine.strategy in ("harmony", "best"):
+        return row.combine.to_dict()
+    return {"strategy": row.combine.strategy}
+
+
 def _digest_file(path: Path, cache: dict[Path, str]) -> str:
     if path not in cache:
         h = hashlib.sha256()
@@ -861,15 +913,22 @@ class RecipeRunner:
         r = self.recipe
         if r.base in TINY_BASES:
             return self._stage("base", r.base, {"tiny": r.base, "seed": 0}, _run_tiny_base)
+        # Keyed by the content of every file (weights included, ~1 s per 500 MB), not by its name or
+        # place: new weights of the same size rerun what depends on them, a moved copy reruns nothing.
         path = _resolve_base(r, check=True)
-        files = {p.name: p for p in sorted(path.iterdir()) if p.suffix in (".json", ".model")}
-        weights = {p.name: p.stat().st_size for p in path.iterdir() if p.suffix in (".safetensors", ".bin")}
-        return self._stage(
-            "base", r.base, {"base": r.base, "weights": weights}, _run_model_base, inputs=files
-        )
+        files = {
+            str(f.relative_to(path)): f
+            for f in sorted(path.rglob("*"))
+            if f.is_file()
+            and f.suffix != ".md"
+            and not any(part.startswith(".") for part in f.relative_to(path).parts)  # .cache/ etc.
+        }
+        return self._stage("base", r.base, {"model": "content"}, _run_model_base, inputs=files)
 
     def _pack_stage(self, spec: dict[str, Any], language: str, role: str, base: Stage) -> Stage:
         r = self.recipe
+        if spec.get("vocab", "new") == "base":  # what only a new vocabulary uses stays out of the key
+            spec = {k: v for k, v in spec.items() if k in _BASE_VOCAB_PACK_KEYS}
         corpora = r.data_paths(f"{role}_corpus", language)
         params = {
             "language": language,
@@ -934,6 +993,8 @@ class RecipeRunner:
             "dev_examples": r.data.get("dev_examples"),
         }
         inputs = {"train": r.data_path("task_train", source)}
+        if r.data.get("task_dev"):  # else the checkpoint is chosen on the rows after train_examples
+            inputs["dev"] = r.data_path("task_dev", source)
         if len(row.macular["tasks"]) > 1:
             inputs["similar"] = r.data_path("similar_train", source)
         if row.macular.get("code_switch", True):
@@ -949,7 +1010,7 @@ class RecipeRunner:
             "task": r.task,
             "target": target,
             "method": row.method,
-            "combine": row.combine.to_dict(),
+            "combine": _combine_params(row, len(adapters)),
             "limit": r.data.get("test_limit"),
             "skip": r.data.get("test_skip") or 0,
             "to_iob2": _to_iob2(r, [target]),
@@ -966,7 +1027,14 @@ class RecipeRunner:
 
     # ------------------------------------------------------------------ running
     def is_done(self, stage: Stage) -> bool:
-        return (stage.directory(self.work) / STAGE_FILE).is_file()
+        path = stage.directory(self.work) / STAGE_FILE
+        if not path.is_file():
+            return False
+        try:  # a stage.json cut short (a power loss before the disk wrote it) means: run it again
+            return isinstance(json.loads(path.read_text(encoding="utf-8")).get("result"), dict)
+        except (ValueError, AttributeError):
+            logger.warning("%s is damaged: the stage %s runs again", path, stage.label)
+            return False
 
     def record(self, stage: Stage) -> dict[str, Any]:
         """The finished stage's stage.json (result, seconds, finish time)."""
@@ -1102,9 +1170,11 @@ class RecipeRunner:
         time.sleep(self.poll_seconds)
 
     def _select(self, only: Sequence[str] | None) -> list[Row]:
-        if not only:
+        if only is None:
             return list(self.recipe.rows)
         names = [r.name for r in self.recipe.rows]
+        if not only:  # e.g. an empty "$ROWS": running the whole table instead could cost hours
+            raise ConfigError(f"--only names no row (rows of {self.recipe.path}: {', '.join(names)})")
         unknown = [n for n in only if n not in names]
         if unknown:
             raise ConfigError(
@@ -1219,7 +1289,11 @@ class _StageContext:
 
     def base_path(self) -> str:
         res = self.dep_result("base")
-        return str(self.dep_dir("base") / res["model"]) if res.get("built") else res["model"]
+        if res.get("built"):
+            return str(self.dep_dir("base") / res["model"])
+        # where the recipe finds the model now (its content is in the key), not where it was found
+        # when the base stage ran
+        return str(Path(_resolve_base(self.recipe, check=True)).resolve())
 
 
 def _display_path(path: Path, root: Path | None = None) -> str:
@@ -1269,7 +1343,7 @@ def _run_pack(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
         vocab=spec.get("vocab", "new"),
         init_method=spec.get("init", "unibridge"),
         alignment=spec.get("alignment", "procrustes"),
-        vocab_search=VocabSearchConfig.load(spec["vocab_search"]),
+        vocab_search=VocabSearchConfig.load(spec.get("vocab_search")),
         adapter=LanguageAdapterConfig.load(spec["adapter"]),
         training=TrainingConfig.load(p["training"]),
         work_dir=work,

@@ -309,6 +309,13 @@ def test_a_stage_counts_a_run_stopped_by_ctrl_c_and_survives_damaged_records(tmp
         assert runner.execute(stage) == {"calls": 3}
     assert runner.record(stage)["interrupted_attempts"] == []
     assert "no start time in the lock record" in caplog.text and "unreadable" in caplog.text
+    # a stage.json cut short (a power loss before the disk had it) is not a finished stage
+    for damaged in ("", '{"result": {"calls'):
+        (directory / STAGE_FILE).write_text(damaged)
+        with caplog.at_level("WARNING", logger="crossling.recipes"):
+            assert not runner.is_done(stage)
+        assert "is damaged: the stage" in caplog.text
+    assert runner.execute(stage) == {"calls": 4} and runner.is_done(stage)
 
 
 def test_stage_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path, hold_lock):
@@ -369,6 +376,14 @@ def test_settings_added_later_leave_stage_keys_alone_at_their_default():
         (lambda r: r["rows"][1].update(against="multy"), "rows[1] (english).against: 'multy' is not another"),
         (lambda r: r["rows"][1].update(against=["english"]), "rows[1] (english).against: 'english' is not"),
         (lambda r: r["rows"][1].update(against=[3]), "rows[1] (english).against: a row name or a list"),
+        # mistyped values fail when the recipe loads, naming their key, not hours into a run
+        (lambda r: r["data"].update(train_examples="24"), "data.train_examples: expected a whole number"),
+        (lambda r: r["data"].update(test_limit=-1), "data.test_limit: expected a whole number >= 1"),
+        (lambda r: r["data"].update(corpus_lines=True), "data.corpus_lines: expected a whole number"),
+        (lambda r: r["data"].update(map_labels=["B-MISC"]), "data.map_labels: expected a mapping"),
+        (lambda r: r["data"].update(to_iob2="es"), "data.to_iob2: expected true/false or a list"),
+        (lambda r: r.update(notes=5), "notes: expected a string or a list of strings"),
+        (lambda r: r.update(task="nlii"), "task: 'nlii' is not one of"),
     ],
 )
 def test_bad_recipes_give_one_line_errors(tmp_path, data_root, capsys, change, message):
@@ -529,6 +544,15 @@ def test_macular_recipe_rows_read_targets_through_the_source_pack(tmp_path, data
     assert set(runner.result(stage)["dictionaries"]) == {"es"}
     evals = [runner.result(s) for s in runner.stages.values() if s.kind == "eval"]
     assert all(e["examples"] == 10 for e in evals)  # rows 20-29 of the target file
+
+    # with data.task_dev, the Macular stage chooses its checkpoint there, as a task stage does
+    recipe["data"]["task_dev"] = "xnli_xtreme/dev-{lang}.tsv"
+    planned = RecipeRunner(
+        load_recipe(write_recipe(tmp_path / "m1.yaml", recipe), "smoke", data_root), tmp_path
+    )
+    (stage,) = [s for s in planned.stages.values() if s.kind == "macular"]
+    assert stage.inputs["dev"] == data_root / "xnli_xtreme" / "dev-en.tsv"
+    del recipe["data"]["task_dev"]
 
     # a Macular row needs one source, and its dictionaries
     recipe["rows"][1]["sources"] = ["en", "en"]
@@ -691,3 +715,88 @@ def test_a_table_says_in_which_precision_its_stages_trained():
     distill = {"student": {"training": {"precision": "bf16"}}, "eval": {"precision": "x"}}
     assert _precisions(distill) == {"bf16"}
     assert _precisions({"rows": [{"training": {"precision": "fp32"}}], "training": {"lr": 1}}) == {"fp32"}
+
+
+def test_a_real_base_model_is_keyed_by_its_content_and_read_where_it_is_now(tmp_path, monkeypatch, data_root):
+    from crossling.recipes import _StageContext
+    from crossling.testing import tiny_xlmr
+
+    models = tmp_path / "models"
+    tiny_xlmr(models / "my-encoder")
+    monkeypatch.setenv("CROSSLING_MODELS", str(models))
+    recipe = json.loads(json.dumps(SMOKE)) | {"base": "my-encoder"}
+    recipe_file = write_recipe(tmp_path / "r.yaml", recipe)
+
+    def base_key() -> str:
+        runner = RecipeRunner(load_recipe(recipe_file, "smoke", data_root), tmp_path / "work", progress=False)
+        return next(s for s in runner.stages.values() if s.kind == "base").key
+
+    key = base_key()
+    # the same files elsewhere, named by path: the same stage (nothing reruns)
+    import shutil
+
+    shutil.copytree(models / "my-encoder", tmp_path / "moved")
+    recipe_file = write_recipe(tmp_path / "r.yaml", recipe | {"base": str(tmp_path / "moved")})
+    assert base_key() == key
+    # new weights of the same size, or a changed tokenizer file: a new stage
+    weights = next((tmp_path / "moved").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert base_key() != key
+    shutil.copy(models / "my-encoder" / weights.name, weights)
+    assert base_key() == key
+    # files that do not change the model (a model card, a download cache) change nothing
+    (tmp_path / "moved" / "README.md").write_text("# card")
+    (tmp_path / "moved" / ".cache").mkdir()
+    (tmp_path / "moved" / ".cache" / "x.metadata").write_text("1")
+    assert base_key() == key
+
+    # a finished base stage recorded where the model was; later stages read where it is now
+    recipe_file = write_recipe(tmp_path / "r.yaml", recipe)
+    runner = RecipeRunner(load_recipe(recipe_file, "smoke", data_root), tmp_path / "work", progress=False)
+    base = next(s for s in runner.stages.values() if s.kind == "base")
+    runner.execute(base)
+    shutil.move(models, tmp_path / "models2")
+    monkeypatch.setenv("CROSSLING_MODELS", str(tmp_path / "models2"))
+    task = next(s for s in runner.stages.values() if s.kind == "task")
+    context = _StageContext(runner, task, task.directory(runner.work))
+    assert context.base_path() == str((tmp_path / "models2" / "my-encoder").resolve())
+
+
+def test_stage_keys_hold_only_the_settings_a_stage_uses(tmp_path, data_root):
+    """Tuning the new-vocabulary packs' search must not retrain MAD-X-style base-vocabulary packs, and
+    combination settings must not rerun evaluations of one model."""
+    recipe = json.loads(json.dumps(SMOKE))
+    recipe["rows"].append({"name": "newvocab", "target_pack": {"vocab": "new"}})
+
+    def stages(changed: dict) -> dict[str, tuple[str, str]]:
+        loaded = load_recipe(write_recipe(tmp_path / "r.yaml", changed), "smoke", data_root)
+        runner = RecipeRunner(loaded, tmp_path / "work", progress=False)
+        return {s.key: (s.kind, s.label) for s in runner.stages.values()}
+
+    def rerun(changed: dict) -> list[tuple[str, str]]:
+        after = stages(changed)
+        return sorted(after[key] for key in set(after) - set(before))
+
+    before = stages(recipe)
+    # en, es, and gn three times: base vocabulary (two eval_lines settings) and new vocabulary
+    assert sum(kind == "pack" for kind, _ in before.values()) == 5
+    searched = json.loads(json.dumps(recipe))
+    searched["defaults"]["target_pack"] |= {"vocab_search": {"start": 50, "step": 50}, "fasttext_dim": 8}
+    # only the new-vocabulary pack and its evaluation; the base-vocabulary packs keep their keys
+    assert rerun(searched) == [("eval", "newvocab on gn"), ("pack", "target pack gn")]
+    combined = json.loads(json.dumps(recipe))
+    combined["defaults"]["combine"]["num_parallel"] = 6
+    # harmony weights only where two sources are combined
+    assert rerun(combined) == [("eval", "multi on gn"), ("eval", "newvocab on gn")]
+
+
+def test_an_empty_only_is_an_error_not_every_row(tmp_path, data_root, capsys):
+    recipe_file = write_recipe(tmp_path / "r.yaml", SMOKE)
+    code = main(
+        ["recipe", "run", str(recipe_file), "--work", str(tmp_path / "w"), "--data-root", str(data_root)]
+        + ["--only", " , ", "--no-progress"]
+    )
+    assert code == 1 and "--only names no row" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "stages").exists()

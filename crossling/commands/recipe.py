@@ -68,7 +68,8 @@ def run_command(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from crossling.recipes import run_recipe
 
-    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+    # an empty --only is an error (see RecipeRunner), not "every row"
+    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only is not None else None
     table, runner = run_recipe(
         args.recipe,
         args.work,
