@@ -791,6 +791,40 @@ class MultiSourcePrediction:
     report: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def _config_temperature(config: Any) -> float | None:
+    """The temperature a HarmonyConfig argument (instance, mapping, preset or YAML) sets, if it sets one."""
+    from crossling.config import HarmonyConfig
+
+    if config is None:
+        return None
+    if isinstance(config, HarmonyConfig):
+        return config.temperature
+    if isinstance(config, Mapping):
+        return config.get("temperature")
+    if str(config) in HarmonyConfig.PRESETS:
+        return HarmonyConfig.PRESETS[str(config)].get("temperature")
+    return HarmonyConfig.load(config).temperature  # a file says all it means
+
+
+def _check_weights_for_strategy(strategy: str, weights: Any, given: Any, parallel: Any) -> None:
+    """Weights or parallel sentences the strategy would not use are an error, not silently dropped."""
+    if strategy in ("uniform", "english") and weights is not None:
+        raise ConfigError(
+            f"strategy {strategy!r} uses no weights; drop the weights or choose another strategy"
+        )
+    if strategy in ("uniform", "english", "given") and parallel is not None:
+        raise ConfigError(
+            f"strategy {strategy!r} computes no harmony weights, so the parallel sentences would be "
+            "unused; drop them, or choose strategy 'harmony' (with {source: weight} weights, those "
+            "fix the sources without parallel sentences)"
+        )
+    if strategy in ("harmony", "best") and given is not None and parallel is None:
+        raise ConfigError(
+            f"strategy {strategy!r} computes harmony weights from parallel sentences; {{source: weight}} "
+            "weights only fill in sources without them (or use them alone with strategy 'given')"
+        )
+
+
 def _adapter_name(index: int, language: str) -> str:
     safe = "".join(c if c.isalnum() else "_" for c in language)
     return f"ms{index}_{safe}"
@@ -838,10 +872,18 @@ class MultiSourcePredictor:
         if not self.adapters:
             raise ConfigError("every source has weight 0: nothing to predict with")
         self.names = []
+        # which TaskAdapter each name holds in this model: a second predictor on the same loaded model
+        # reuses a name only for the very same adapter, else it would run the first one's weights
+        attached = self.model.__dict__.setdefault("_crossling_attached", {})
         for index, ta in enumerate(self.adapters):
             name = _adapter_name(index, ta.source_language)
+            if name in self.model.adapters_config.adapters and attached.get(name) is not ta:
+                self.model.delete_adapter(name)
+                if name in self.model.heads:
+                    self.model.delete_head(name)
             if name not in self.model.adapters_config.adapters:
                 attach_task_adapter(self.model, ta, name)
+                attached[name] = ta
             self.names.append(name)
         # each head's logits in our label order
         self._order = [torch.tensor([ta.label2id[label] for label in self.labels]) for ta in self.adapters]
@@ -907,9 +949,13 @@ class MultiSourcePredictor:
         given = dict(weights) if isinstance(weights, Mapping) else None
         if strategy is None and given is not None:
             strategy = "given"
+        # a weights file keeps the temperature it was computed at unless one is asked for, here or in
+        # the config
+        asked_temperature = temperature if temperature is not None else _config_temperature(config)
         overrides = {"temperature": temperature, "num_parallel": num_parallel, "strategy": strategy}
         config = HarmonyConfig.load(config, **{k: v for k, v in overrides.items() if v is not None})
         strategy = config.strategy
+        _check_weights_for_strategy(strategy, weights, given, parallel)
         pack = _resolve_pack(target_pack)
         adapters = [
             ta if isinstance(ta, TaskAdapter) else TaskAdapter.from_pretrained(ta) for ta in task_adapters
@@ -929,9 +975,11 @@ class MultiSourcePredictor:
                 "weights must be a HarmonyWeights, its file, or {source: weight}; "
                 f"got {type(weights).__name__}"
             )
-        if harmony is not None and temperature is not None and temperature != harmony.temperature:
-            harmony = harmony.with_temperature(temperature)  # the stored distances at another tau
+        if harmony is not None and asked_temperature not in (None, harmony.temperature):
+            harmony = harmony.with_temperature(asked_temperature)  # the stored distances at another tau
         packed = build_pack_model(pack, base)
+        if device is not None:  # compute_harmony encodes with this model and sends batches to `device`
+            packed.model.to(device)
         if harmony is None and parallel is not None and strategy in ("harmony", "best"):
             packs = list(source_packs) if source_packs is not None else _training_packs(adapters)
             harmony = compute_harmony(
@@ -944,6 +992,7 @@ class MultiSourcePredictor:
                 max_length=max_length or 128,
                 device=device,
                 loaded={_pack_key(pack): packed},
+                given=given,  # with strategy harmony: the weights of sources without parallel sentences
             )
         chosen, report = combination_weights(
             strategy,

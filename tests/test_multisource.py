@@ -1,5 +1,6 @@
 """Harmony weights and the multi-source predictor (UniBridge 2.4) on tiny random packs and adapters."""
 
+import dataclasses
 import json
 import logging
 import math
@@ -280,11 +281,37 @@ def test_harmony_and_single_source_strategies(packs, ner_adapters, tmp_path):
     assert sharp.weights == pytest.approx(two.with_temperature(0.01).for_target())
     assert max(sharp.weights.values()) > max(two.for_target().values())
 
-    # computed on the fly from parallel sentences with the adapters' own training packs
-    computed = MultiSourcePredictor.from_pretrained(
-        packs["gn"], paths, parallel=parallel_lists(), temperature=1e-3
+    # ... and so does a config's temperature (one that sets none keeps the file's)
+    from_config = MultiSourcePredictor.from_pretrained(
+        packs["gn"], sharp.all_adapters, weights=tmp_path / "two.json", config={"temperature": 0.01}
     )
+    assert from_config.weights == pytest.approx(sharp.weights)
+    kept = MultiSourcePredictor.from_pretrained(
+        packs["gn"], sharp.all_adapters, weights=tmp_path / "two.json", config={"strategy": "harmony"}
+    )
+    assert kept.weights == pytest.approx(two.for_target())
+
+    # computed on the fly from parallel sentences with the adapters' own training packs
+    computed = MultiSourcePredictor.from_pretrained(packs["gn"], paths, parallel=parallel_lists())
     assert computed.weights == pytest.approx(harmony.for_target("gn"))
+    # at the temperature asked for (en and ru: neither is at distance 0, so tau matters)
+    computed = MultiSourcePredictor.from_pretrained(
+        packs["gn"], sharp.all_adapters, parallel=parallel_lists(), temperature=0.01
+    )
+    assert computed.weights == pytest.approx(sharp.weights)
+    # {source: weight} with strategy harmony fixes those sources; the rest share what is left
+    fixed = MultiSourcePredictor.from_pretrained(
+        packs["gn"], sharp.all_adapters, parallel=parallel_lists(), weights={"ru": 0.25}, strategy="harmony"
+    )
+    assert fixed.weights == pytest.approx({"en": 0.75, "ru": 0.25})
+    # what a strategy would not use is an error, not silently dropped
+    for kwargs, message in (
+        ({"weights": {"ru": 0.25}, "parallel": parallel_lists()}, "parallel sentences would be unused"),
+        ({"weights": tmp_path / "two.json", "strategy": "uniform"}, "'uniform' uses no weights"),
+        ({"weights": {"ru": 0.25}, "strategy": "best"}, "only fill in sources without them"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            MultiSourcePredictor.from_pretrained(packs["gn"], sharp.all_adapters, **kwargs)
 
     batch = tagging_batch(predictor.tokenizer, WORDS[:3])
     english = MultiSourcePredictor.from_pretrained(packs["gn"], paths, strategy="english")
@@ -383,6 +410,15 @@ def test_cli_harmony_then_predict(packs, ner_adapters, nli_adapters, tmp_path, c
     blocks = tags_out.read_text(encoding="utf-8").strip().split("\n\n")
     assert [len(b.splitlines()) for b in blocks] == [len(w) for w in WORDS]
     assert all(line.split("\t")[1] in NER for b in blocks for line in b.splitlines())
+    # the same words unlabelled, one a line: read as sentences (tagged the same), not one-word lines
+    words_in = tmp_path / "words.txt"
+    words_in.write_text("\n\n".join("\n".join(words) for words in WORDS) + "\n", encoding="utf-8")
+    argv[argv.index(str(tags_in))] = str(words_in)
+    argv[argv.index(str(tags_out))] = str(tmp_path / "words.tsv")
+    argv += ["--device", "cpu"]
+    assert main(argv) == 0
+    assert (tmp_path / "words.tsv").read_text(encoding="utf-8") == tags_out.read_text(encoding="utf-8")
+    assert "against the input's labels" not in capsys.readouterr().err
 
     pairs_in = tmp_path / "pairs.tsv"
     pairs_in.write_text(
@@ -408,3 +444,47 @@ def test_cli_harmony_then_predict(packs, ner_adapters, nli_adapters, tmp_path, c
     argv += ["--strategy", "english", "--input", str(pairs_in)]
     assert main(argv) == 1
     assert "source language is 'en'" in capsys.readouterr().err
+
+
+def test_predictors_sharing_a_loaded_model_each_run_their_own_adapters(packs, ner_adapters, nli_adapters):
+    """A second predictor on the same loaded model must not reuse the first one's adapter of the same
+    source language (the adapters' names in the model are per index and language)."""
+    packed = build_pack_model(packs["gn"])
+    batch = tagging_batch(packed.tokenizer, WORDS[:3])
+    english = MultiSourcePredictor(packed, [ner_adapters["en"]], {"en": 1.0}, strategy="given")
+    first = english.logits(batch)
+    # another adapter labelled "en" (the Russian one's weights): its own logits, not the first one's
+    other = dataclasses.replace(ner_adapters["ru"], source_language="en")
+    second = MultiSourcePredictor(packed, [other], {"en": 1.0}, strategy="given")
+    assert torch.allclose(
+        second.logits(batch), one_by_one(ner_adapters["ru"], packs["gn"], batch, NER), atol=1e-5
+    )
+    assert not torch.allclose(second.logits(batch), first, atol=1e-3)
+    # the same adapter object again reuses what is attached
+    again = MultiSourcePredictor(packed, [other], {"en": 1.0}, strategy="given")
+    assert torch.allclose(again.logits(batch), second.logits(batch))
+    # a pair task after a tagging task on the same model: its own head
+    nli = MultiSourcePredictor(packed, [nli_adapters["en"]], {"en": 1.0}, strategy="given")
+    assert nli.predict_records([{"text_a": "a b", "text_b": "c"}]).labels[0] in NLI
+
+
+def test_harmony_is_computed_on_the_device_the_predictor_runs_on(packs, ner_adapters, monkeypatch):
+    import crossling.multisource as ms
+
+    class Seen(Exception):
+        pass
+
+    def spy(*args, loaded=None, device=None, **kwargs):
+        (packed,) = loaded.values()
+        raise Seen(next(packed.model.parameters()).device, device)
+
+    monkeypatch.setattr(ms, "compute_harmony", spy)
+    # "meta" stands in for a GPU: the loaded target model must be there before its batches are
+    with pytest.raises(Seen) as seen:
+        MultiSourcePredictor.from_pretrained(
+            packs["gn"],
+            [ner_adapters["en"].path, ner_adapters["ru"].path],
+            parallel=parallel_lists(),
+            device="meta",
+        )
+    assert seen.value.args == (torch.device("meta"), "meta")

@@ -50,9 +50,24 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     )
     p.add_argument("--base", help="where to load the packs' base model from (default: as recorded)")
     p.add_argument("--batch-size", type=int, default=32)
+    add_device_argument(p)
     p.add_argument("--max-length", type=int, default=128)
     p.set_defaults(func=run)
     return p
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where the models run: auto (a GPU when torch sees one, else the CPU), cpu, cuda, cuda:1, ...",
+    )
+
+
+def resolve_device(value: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if value == "auto" else value
 
 
 def add_parallel_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -108,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         base=args.base,
         batch_size=args.batch_size,
         max_length=args.max_length,
+        device=resolve_device(args.device),
     )
     path = weights.save_pretrained(args.out)
     print(weights.table())

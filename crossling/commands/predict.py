@@ -20,21 +20,22 @@ examples:
   crossling predict --pack packs/amh --task-adapters task/ner-en task/ner-ar --weights en=0.7 ar=0.3 \\
       --input masakhaner/amh/dev.txt --out amh.tags.tsv
 
-Inputs: tagging tasks read CoNLL-U, XTREME/IOB token-per-line files or plain text (one sentence a
-line, split on whitespace); pair tasks read XNLI/PAWS-X/AmericasNLI TSV or two-column TSV (`pairs`).
+Inputs: tagging tasks read CoNLL-U, XTREME/IOB token-per-line files, unlabelled ones (`tokens`: one
+word a line, a blank line between sentences) or plain text (one sentence a line, split on
+whitespace); pair tasks read XNLI/PAWS-X/AmericasNLI TSV or two-column TSV (`pairs`).
 Outputs: token<TAB>tag<TAB>probability per word (blank line between sentences), or for pairs a TSV
 with a header (text_a, text_b, label, one probability column per label); --output-format jsonl
 writes one JSON object per input. When the input has gold labels, the score is printed at the end.
 """
 
-TAGGING_FORMATS = ("text", "xtreme", "iob", "conllu")
+TAGGING_FORMATS = ("text", "tokens", "xtreme", "iob", "conllu")
 PAIR_FORMATS = ("nli", "pawsx", "americasnli", "pairs")
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     import typing
 
-    from crossling.commands.harmony import add_parallel_arguments
+    from crossling.commands.harmony import add_device_argument, add_parallel_arguments
     from crossling.config import HarmonyConfig
 
     strategies = typing.get_args(typing.get_type_hints(HarmonyConfig)["strategy"])
@@ -78,6 +79,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     add_parallel_arguments(p, required=False)
     p.add_argument("--base", help="where to load the base model from (default: as recorded)")
     p.add_argument("--batch-size", type=int, default=32)
+    add_device_argument(p)
     p.add_argument("--chunk-size", type=int, default=1024, help="records read and sorted by length at a time")
     p.add_argument("--max-length", type=int, help="maximum tokens (default: the adapters' training setting)")
     p.add_argument("--limit", type=int, help="predict the first N inputs only")
@@ -102,11 +104,42 @@ def choose_format(path: Path, task: str, fmt: str) -> str:
             fmt = "pairs"
         if not is_tagging(task) and fmt not in allowed and fmt in ("xtreme", "tsv"):
             fmt = "pairs"  # unlabelled two-column TSV looks like other things to the guesser
+        if is_tagging(task) and fmt == "text" and _one_word_per_line(path):
+            fmt = "tokens"  # else every word would be tagged as a sentence of its own
     if fmt not in allowed:
         raise DataFormatError(
             path, None, f"a {fmt!r} file has no input for task {task}; expected one of {', '.join(allowed)}"
         )
     return fmt
+
+
+def _one_word_per_line(path: Path, sniff: int = 200) -> bool:
+    """Whether the file's first lines are single words in blank-line-separated groups of several."""
+    import itertools
+
+    from crossling.data._io import iter_lines
+
+    lines = [line.strip() for _, line in itertools.islice(iter_lines(path, errors="replace"), sniff)]
+    words = [line for line in lines if line]
+    groups = sum(1 for a, b in itertools.pairwise(["", *lines]) if not a and b)
+    return bool(words) and all(len(w.split()) == 1 for w in words) and "" in lines and len(words) > groups
+
+
+def _word_groups(path: Path) -> Iterator[dict[str, Any]]:
+    from crossling.data._io import iter_lines, require_records
+
+    def groups() -> Iterator[dict[str, Any]]:
+        words: list[str] = []
+        for _, line in iter_lines(path):
+            if line.strip():
+                words.append(line.strip())
+            elif words:
+                yield {"tokens": words}
+                words = []
+        if words:
+            yield {"tokens": words}
+
+    return require_records(groups(), path, "tokens")
 
 
 def read_inputs(path: Path, task: str, fmt: str) -> Iterator[dict[str, Any]]:
@@ -118,6 +151,8 @@ def read_inputs(path: Path, task: str, fmt: str) -> Iterator[dict[str, Any]]:
     if fmt == "text":
         for record in read(path, "text"):
             yield {"tokens": record["text"].split()}
+    elif fmt == "tokens":
+        yield from _word_groups(path)
     elif fmt in TAGGING_FORMATS:
         for record in read(path, fmt):
             yield {"tokens": list(record["tokens"]), "tags": list(record["tags"])}
@@ -223,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from crossling.artifacts import TaskAdapter
-    from crossling.commands.harmony import parse_parallel
+    from crossling.commands.harmony import parse_parallel, resolve_device
     from crossling.errors import ConfigError
     from crossling.eval.metrics import PRIMARY_METRIC, task_metrics
     from crossling.multisource import MultiSourcePredictor
@@ -250,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
         base=args.base,
         max_length=args.max_length,
         batch_size=args.batch_size,
+        device=resolve_device(args.device),
     )
     print(f"crossling predict: {predictor.describe()}", file=sys.stderr)
     tagging = is_tagging(predictor.task)
