@@ -807,16 +807,18 @@ def _config_temperature(config: Any) -> float | None:
 
 
 def _check_weights_for_strategy(strategy: str, weights: Any, given: Any, parallel: Any) -> None:
-    """Weights or parallel sentences the strategy would not use are an error, not silently dropped."""
-    if strategy in ("uniform", "english") and weights is not None:
+    """Weights or parallel sentences the strategy would not use are not silently dropped: a warning
+    where the strategy says so itself (an ablation added to a harmony command), else an error."""
+    if strategy in ("uniform", "english"):
+        unused = [name for name, value in (("weights", weights), ("parallel sentences", parallel)) if value]
+        if unused:
+            logger.warning("strategy %s uses no %s: they are ignored", strategy, " or ".join(unused))
+        return
+    if strategy == "given" and parallel is not None:
         raise ConfigError(
-            f"strategy {strategy!r} uses no weights; drop the weights or choose another strategy"
-        )
-    if strategy in ("uniform", "english", "given") and parallel is not None:
-        raise ConfigError(
-            f"strategy {strategy!r} computes no harmony weights, so the parallel sentences would be "
-            "unused; drop them, or choose strategy 'harmony' (with {source: weight} weights, those "
-            "fix the sources without parallel sentences)"
+            "strategy 'given' computes no harmony weights, so the parallel sentences would be unused; "
+            "drop them, or choose strategy 'harmony' (with {source: weight} weights, those fix the "
+            "sources without parallel sentences)"
         )
     if strategy in ("harmony", "best") and given is not None and parallel is None:
         raise ConfigError(

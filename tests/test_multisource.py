@@ -261,7 +261,7 @@ def test_combined_logits_are_the_weighted_sum_of_each_adapter_alone(packs, ner_a
     assert not torch.allclose(per_source[0], per_source[1])
 
 
-def test_harmony_and_single_source_strategies(packs, ner_adapters, tmp_path):
+def test_harmony_and_single_source_strategies(packs, ner_adapters, tmp_path, caplog):
     paths = [a.path for a in ner_adapters.values()]
     harmony = compute_harmony(packs["gn"], [packs["en"], packs["ru"], packs["es"]], parallel_lists())
     harmony.save_pretrained(tmp_path / "h.json")
@@ -307,11 +307,16 @@ def test_harmony_and_single_source_strategies(packs, ner_adapters, tmp_path):
     # what a strategy would not use is an error, not silently dropped
     for kwargs, message in (
         ({"weights": {"ru": 0.25}, "parallel": parallel_lists()}, "parallel sentences would be unused"),
-        ({"weights": tmp_path / "two.json", "strategy": "uniform"}, "'uniform' uses no weights"),
         ({"weights": {"ru": 0.25}, "strategy": "best"}, "only fill in sources without them"),
     ):
         with pytest.raises(ConfigError, match=message):
             MultiSourcePredictor.from_pretrained(packs["gn"], sharp.all_adapters, **kwargs)
+    # ... or a warning where the strategy itself says so (an ablation added to a harmony command)
+    with caplog.at_level("WARNING", logger="crossling.multisource"):
+        uniform = MultiSourcePredictor.from_pretrained(
+            packs["gn"], sharp.all_adapters, weights=tmp_path / "two.json", strategy="uniform"
+        )
+    assert uniform.weights == {"en": 0.5, "ru": 0.5} and "uses no weights: they are ignored" in caplog.text
 
     batch = tagging_batch(predictor.tokenizer, WORDS[:3])
     english = MultiSourcePredictor.from_pretrained(packs["gn"], paths, strategy="english")
