@@ -26,7 +26,12 @@ import torch.nn.functional as F
 
 from crossling.config import LanguageAdapterConfig
 from crossling.errors import ArtifactError, CrosslingError
-from crossling.training_utils import LossPartsLoggingMixin, last_checkpoint, training_arguments
+from crossling.training_utils import (
+    LossPartsLoggingMixin,
+    last_checkpoint,
+    on_model_device,
+    training_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -372,7 +377,7 @@ def evaluate_mlm(
     try:
         for start in range(0, len(lines), batch_size):
             enc = tokenizer(lines[start : start + batch_size], truncation=True, max_length=max_length)
-            batch = collator([{"input_ids": ids} for ids in enc["input_ids"]])
+            batch = on_model_device(collator([{"input_ids": ids} for ids in enc["input_ids"]]), model)
             n = int((batch["labels"] != -100).sum())
             if n == 0:
                 continue
@@ -395,9 +400,10 @@ def measure_kl(
     batch_size: int = 16,
     max_length: int = 128,
 ) -> float:
-    """Mean hidden-state KL(reference || adapted) on unmasked `lines`."""
+    """Hidden-state KL(reference || adapted) on unmasked `lines`, averaged over their tokens (as the
+    training loss is over a batch's)."""
     model.eval()
-    total, batches = 0.0, 0
+    total, tokens = 0.0, 0
     for start in range(0, len(lines), batch_size):
         enc = tokenizer(
             lines[start : start + batch_size],
@@ -406,13 +412,15 @@ def measure_kl(
             padding=True,
             return_tensors="pt",
         )
+        enc = on_model_device(enc, model)
         with torch.no_grad():
             adapted = model.base_model(**enc).last_hidden_state
             with adapters_disabled(model):
                 reference = model.base_model(**enc).last_hidden_state
-        total += float(hidden_state_kl(reference, adapted, enc["attention_mask"], temperature))
-        batches += 1
-    return total / max(batches, 1)
+        n = int(enc["attention_mask"].sum())
+        total += float(hidden_state_kl(reference, adapted, enc["attention_mask"], temperature)) * n
+        tokens += n
+    return total / max(tokens, 1)
 
 
 # ---------------------------------------------------------------------- training
@@ -582,9 +590,10 @@ def encode(
             padding=True,
             return_tensors="pt",
         )
+        enc = on_model_device(enc, model)
         with torch.no_grad():
             hidden = model.base_model(**enc).last_hidden_state
-        chunks.append(mean_pool(hidden, enc["attention_mask"]))
+        chunks.append(mean_pool(hidden, enc["attention_mask"]).cpu())
     if not chunks:
         return torch.empty(0, model.config.hidden_size)
     return torch.cat(chunks)

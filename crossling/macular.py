@@ -281,7 +281,8 @@ class MacularModel(nn.Module):
         if params_width is None:
             raise CrosslingError("the shared adapter has no bottleneck layers")
         width = 2 * params_width
-        self.model.add_adapter(merged, config=SeqBnConfig(reduction_factor=hidden / width))
+        # adapters sizes the bottleneck as int(hidden // factor): hidden / width can floor to width - 1
+        self.model.add_adapter(merged, config=SeqBnConfig(reduction_factor=hidden / (width + 0.5)))
         alpha = self.config.alpha
         params = dict(self.model.named_parameters())
         done = 0

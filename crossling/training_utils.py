@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def on_model_device(batch: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """`batch`'s tensors on the device of `model`'s parameters. Trainer moves a model to the GPU and
+    leaves it there; the evaluations and encoders that run after it build their batches on the CPU."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 @functools.cache
 def _bf16_is_native() -> bool:
     """Whether this CPU has bf16 instructions. On x86 that is AVX-512 BF16 or AMX: oneDNN's own check

@@ -13,6 +13,7 @@ from crossling.language import (
     hidden_state_kl,
     load_pack_model,
     mean_pool,
+    measure_kl,
     save_language_pack,
     train_language_adapter,
 )
@@ -117,6 +118,23 @@ def test_mlm_loss_falls(trained):
 def test_kl_term_keeps_representations_closer(trained):
     assert trained[1.0][3]["eval"]["kl"] < 0.5 * trained[0.0][3]["eval"]["kl"]
     assert all("kl" in entry for entry in trained[1.0][3]["history"])
+
+
+def test_held_out_kl_is_a_token_average_whatever_the_batching(trained):
+    """A short last batch must not weigh as much as a full one: the figure is per token."""
+    adaptable = trained[0.0][0]
+    lines = HELD_OUT[:9] + ["a"]  # a one-token line alone in the last batch of 3
+    by_three = measure_kl(adaptable.model, adaptable.tokenizer, lines, batch_size=3)
+    assert by_three == pytest.approx(measure_kl(adaptable.model, adaptable.tokenizer, lines, batch_size=10))
+    assert by_three > 0
+
+
+def test_evaluation_batches_go_to_the_device_the_model_is_on():
+    from crossling.training_utils import on_model_device
+
+    model = torch.nn.Linear(2, 2, device="meta")  # stands in for a model Trainer left on a GPU
+    batch = on_model_device({"input_ids": torch.ones(2, 3, dtype=torch.long), "note": "kept"}, model)
+    assert batch["input_ids"].device == torch.device("meta") and batch["note"] == "kept"
 
 
 def test_base_weights_are_byte_identical_after_training(trained):

@@ -167,6 +167,27 @@ def test_aggregation_alpha_one_equals_the_shared_path_and_merging_is_exact(macul
     assert torch.allclose(mixed, merged, atol=1e-5)
 
 
+def test_merging_works_for_every_bottleneck_width(en_pack):
+    """adapters sizes a bottleneck as int(hidden // factor): with hidden / width as the factor a width
+    of 20 on a 32-wide model (reduction factor 3) came out 19 and the merge failed after training."""
+    from adapters.composition import Stack
+
+    from crossling.tasks import build_pack_model, collate, encode_pairs
+
+    packed = build_pack_model(en_pack)
+    assert packed.model.config.hidden_size == 32
+    labels = {"nli": ["entailment", "neutral", "contradiction"], "paraphrase": ["0", "1"]}
+    config = MacularConfig(alpha=0.3, reduction_factor=3)
+    module = MacularModel(packed.model, packed.language, labels, config, "nli_en")
+    module.model.eval()
+    module.init_target_head()
+    batch = collate(encode_pairs(packed.tokenizer, nli_records(4), None, 32).features, 1)
+    mixed, _ = module.run(batch, "aggregated", "nli_en")
+    assert module.merge_into("merged") == 2 * (32 // 3)
+    module.model.set_active_adapters(Stack(module.language, "merged"))
+    assert torch.allclose(mixed, module.model(**batch, head="nli_en").logits, atol=1e-5)
+
+
 # ---------------------------------------------------------------------- training, saving, CLI
 @pytest.fixture(scope="module")
 def macular_files(tmp_path_factory):

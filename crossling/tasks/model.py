@@ -212,9 +212,11 @@ class TaskModel:
 
     @torch.no_grad()
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from crossling.training_utils import on_model_device
+
         self.activate()
         self.model.eval()
-        return self.model(**batch).logits
+        return self.model(**on_model_device(batch, self.model)).logits.cpu()
 
     @torch.no_grad()
     def predict(
@@ -276,6 +278,7 @@ def encode_pooled(
     """Mean-pooled final hidden states of `sentences` (strings or word lists) with the model's
     currently active adapters: [n, hidden]."""
     from crossling.language import mean_pool
+    from crossling.training_utils import on_model_device
 
     model.eval()
     encoded = encode_sentences(tokenizer, sentences, min(max_length, model_max_tokens(model, tokenizer)))
@@ -283,9 +286,9 @@ def encode_pooled(
     out = torch.empty(len(order), model.config.hidden_size)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        batch = collate([encoded.features[i] for i in chunk], tokenizer.pad_token_id)
+        batch = on_model_device(collate([encoded.features[i] for i in chunk], tokenizer.pad_token_id), model)
         hidden = model.base_model(**batch).last_hidden_state
-        out[chunk] = mean_pool(hidden, batch["attention_mask"]).float()
+        out[chunk] = mean_pool(hidden, batch["attention_mask"]).float().cpu()
     return out
 
 
