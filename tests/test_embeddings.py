@@ -324,6 +324,33 @@ def test_fasttext_cache_hit_on_second_run(tiny_xlmr_dir, target_tok, toy_corpus,
     assert third.fasttext["cache_hits"] == 0
 
 
+def test_fasttext_cache_keys_the_rows_kept(tiny_xlmr_dir, target_tok, toy_corpus, tmp_path):
+    """Vectors trained without the ids at or beyond num_rows must not be served to a call wanting all."""
+    some = train_token_vectors(toy_corpus, target_tok, FT, num_rows=60, cache_dir=tmp_path)
+    every = train_token_vectors(toy_corpus, target_tok, FT, cache_dir=tmp_path)
+    assert max(some.ids) < 60 <= max(every.ids)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_a_generator_corpus_is_read_once_and_trained_on(tiny_xlmr_dir, target_tok, xx_lines):
+    from_list, _ = initialize(tiny_xlmr_dir, target_tok, xx_lines, fasttext=FT, cache_dir=False)
+    from_generator, _ = initialize(
+        tiny_xlmr_dir, target_tok, (line for line in xx_lines), fasttext=FT, cache_dir=False
+    )
+    assert torch.equal(from_list, from_generator)
+
+
+def test_procrustes_with_fewer_anchors_than_dimensions_says_it_is_underdetermined(
+    tiny_xlmr_dir, target_tok, xx_lines
+):
+    _, small = initialize(tiny_xlmr_dir, target_tok, xx_lines, fasttext=FT, cache_dir=False)
+    anchors = small.details["alignment"]["anchors"]
+    assert 16 <= anchors < 300 and not small.details["alignment"].get("underdetermined")
+    _, wide = initialize(tiny_xlmr_dir, target_tok, xx_lines, fasttext=FT.replace(dim=300), cache_dir=False)
+    assert wide.details["alignment"]["underdetermined"]
+    assert any(f"dimension of at most {anchors}" in w for w in wide.warnings)
+
+
 def test_tokenizer_fingerprint_ignores_truncation_state(tiny_xlmr_dir):
     from crossling.embeddings import tokenizer_fingerprint
 

@@ -337,6 +337,8 @@ def initialize(
                 "(or use method 'overlap' or 'random', which need none)"
             )
         t0 = time.perf_counter()
+        if not isinstance(corpus, (str, os.PathLike, list, tuple)):
+            corpus = list(corpus)  # a generator would be used up by the fingerprint, then train nothing
         n_lines, corpus_hash = corpus_fingerprint(corpus)
         corpus_info = {"sentences": n_lines, "sha256": corpus_hash}
         if isinstance(corpus, (str, os.PathLike)):

@@ -211,7 +211,7 @@ def _batched(it: Iterator[str], n: int) -> Iterator[list[str]]:
 
 
 # ---------------------------------------------------------------------- training + cache
-def _cache_key(corpus_hash: str, tokenizer_hash: str, config: FastTextConfig, seed: int) -> str:
+def _cache_key(corpus_hash: str, tokenizer_hash: str, config: FastTextConfig, seed: int, rows: int) -> str:
     from importlib import metadata
 
     try:
@@ -226,6 +226,7 @@ def _cache_key(corpus_hash: str, tokenizer_hash: str, config: FastTextConfig, se
             "tokenizer": tokenizer_hash,
             "fasttext": settings,
             "seed": seed,
+            "rows": rows,  # ids at or beyond it are left out of the training text
             "fasttext_version": ft_version,
         },
         sort_keys=True,
@@ -328,7 +329,10 @@ def train_token_vectors(
     if corpus_hash is None:
         _, corpus_hash = corpus_fingerprint(corpus)
     tokenizer_hash = encoder.fingerprint()
-    key = _cache_key(corpus_hash, tokenizer_hash, config, seed)
+    vocab: dict[str, int] = dict(tokenizer.get_vocab())
+    size = max(len(tokenizer), max(vocab.values(), default=-1) + 1)
+    limit = size if num_rows is None else min(size, num_rows)
+    key = _cache_key(corpus_hash, tokenizer_hash, config, seed, limit)
     cache_path = Path(cache_dir) / f"{key}.safetensors" if cache_dir is not None else None
     if cache_path is not None and cache_path.is_file():
         cached = _load_cached(cache_path, key, config.dim)
@@ -337,13 +341,10 @@ def train_token_vectors(
             logger.info("fastText vectors (%s) from cache %s", desc, cache_path)
             return cached
 
-    vocab: dict[str, int] = dict(tokenizer.get_vocab())
-    size = max(len(tokenizer), max(vocab.values(), default=-1) + 1)
     table: list[str | None] = [None] * size
     for tok, i in vocab.items():
         table[i] = tok
     words = _fasttext_words(table)
-    limit = size if num_rows is None else min(size, num_rows)
     counts = np.zeros(size, dtype=np.int64)
 
     tmp_parent = None

@@ -37,7 +37,10 @@ from crossling.embeddings.tokens import Vocab, lexical_overlap, special_token_ma
 ORIGINS: tuple[str, ...] = ("random", "special", "lexical", "semantic", "sparsemax")
 RANDOM, SPECIAL, LEXICAL, SEMANTIC, SPARSEMAX = range(len(ORIGINS))
 Alignment = Literal["procrustes", "none"]
-MIN_ANCHORS = 10  # fewer shared tokens than this cannot pin down a rotation of a 100-300-d space
+# Below this many shared tokens no rotation is fitted at all. A rotation of a d-dimensional space is
+# fully determined only by about d anchors: with fewer, the directions outside their span are rotated
+# arbitrarily, which is warned about (and recorded as "underdetermined") rather than refused.
+MIN_ANCHORS = 10
 
 
 @dataclasses.dataclass
@@ -308,6 +311,15 @@ def unibridge_init(
             info["anchor_cosine_before"] = round(float((s_space[a_s] * t_space[a_t]).sum(1).mean()), 4)
             s_space = s_space @ procrustes(s_space[a_s], t_space[a_t])
             info["anchor_cosine_after"] = round(float((s_space[a_s] * t_space[a_t]).sum(1).mean()), 4)
+            dim = t_space.shape[1]
+            if len(anchors) < dim:
+                info["underdetermined"] = True
+                rows.warnings.append(
+                    f"Procrustes alignment from {len(anchors)} shared tokens cannot determine a rotation "
+                    f"of the {dim}-dimensional fastText space: only their span is aligned (the anchor "
+                    "cosine after it says nothing about the rest), so semantic pairs are unreliable; "
+                    f"train fastText with a dimension of at most {len(anchors)} for this language"
+                )
         else:
             info["skipped"] = True
             rows.warnings.append(
