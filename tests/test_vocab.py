@@ -251,3 +251,28 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 def test_errors_are_crossling_errors():
     assert issubclass(CorpusTooSmallError, DataFormatError)
     assert issubclass(CorpusTooSmallError, CrosslingError)
+
+
+def test_seeded_sampling_gives_the_same_model_in_every_process(amharic_file, tmp_path):
+    """SentencePiece's own sampling draws another sample in each new process whatever the seed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, sys\n"
+        "from crossling.vocab.trainer import train_unigram\n"
+        "model = train_unigram(sys.argv[1], 400, seed=int(sys.argv[2]), train_threads=1,\n"
+        "                      options={'input_sentence_size': 300})\n"
+        "print(hashlib.sha256(model).hexdigest())\n"
+    )
+
+    def digest(seed: int) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(amharic_file), str(seed)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return run.stdout.strip()
+
+    assert digest(7) == digest(7) != digest(8)

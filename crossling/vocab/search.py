@@ -236,7 +236,8 @@ def search_vocab_size(
     corpus: a text file (one sentence per line; see `prepare_corpus`) or an iterable of sentences.
     start, step, max_size, epsilon: the grid and threshold (paper: 7000, 1000, 60000, 5.0).
     absolute: stop on |ΔALP| < ε (reference code) rather than ΔALP < ε (paper's text).
-    seed: SentencePiece's random seed (only used when spm_options sample sentences).
+    seed: the seed of the sentence sample when spm_options has input_sentence_size (drawn by crossling:
+        SentencePiece's own sample differs from process to process whatever its seed).
     character_coverage: SentencePiece's (1.0 as in the reference for non-CJK languages).
     workers: sizes trained at once in fast mode (default min(2, CPUs)); ignored when naive.
     train_threads: SentencePiece trainer threads; part of the result, not only of the speed.

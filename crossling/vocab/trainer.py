@@ -8,9 +8,13 @@ per-thread partial counts, so 2 and 16 threads give slightly different pieces an
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import random
 import re
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -129,13 +133,47 @@ def train_unigram(
     path = str(corpus_file)
     if "," in path:  # SentencePiece splits `input` on commas
         raise ConfigError(f"SentencePiece cannot read a corpus file whose path contains a comma: {path}")
-    spm.set_random_generator_seed(int(seed))
+    # SentencePiece's own sentence sampling ignores the seed across processes (a new process draws
+    # another sample), so crossling draws it, seeded, and SentencePiece trains on all it is given
+    sample_size = int(args.pop("input_sentence_size", 0) or 0)
+    args.pop("shuffle_input_sentence", None)
     buffer = io.BytesIO()
-    try:
-        spm.SentencePieceTrainer.train(input=path, model_writer=buffer, minloglevel=2, **args)
-    except RuntimeError as err:
-        raise _translate(str(err), vocab_size, source or corpus_file, character_coverage) from None
+    with _sampled_lines(Path(path), sample_size, seed) as train_path:
+        spm.set_random_generator_seed(int(seed))
+        try:
+            spm.SentencePieceTrainer.train(input=str(train_path), model_writer=buffer, minloglevel=2, **args)
+        except RuntimeError as err:
+            raise _translate(str(err), vocab_size, source or corpus_file, character_coverage) from None
     return strip_input_paths(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _sampled_lines(path: Path, size: int, seed: int) -> Iterator[Path]:
+    """`path`, or a temporary file of `size` of its lines drawn uniformly with `seed` (in file order)
+    when it has more: the same sample in every process."""
+    if size <= 0:
+        yield path
+        return
+    rng = random.Random(seed)
+    kept: list[tuple[int, str]] = []
+    count = 0
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh):  # reservoir sampling: one pass, `size` lines in memory
+            count = n + 1
+            if n < size:
+                kept.append((n, line))
+            elif (j := rng.randrange(n + 1)) < size:
+                kept[j] = (n, line)
+    if count <= size:
+        yield path
+        return
+    fd, tmp = tempfile.mkstemp(prefix="crossling-spm-sample-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(line if line.endswith("\n") else line + "\n" for _, line in sorted(kept))
+        yield Path(tmp)
+    finally:
+        os.unlink(tmp)
 
 
 def _translate(message: str, vocab_size: int, source, character_coverage: float) -> Exception:
