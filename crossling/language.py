@@ -438,7 +438,8 @@ def train_language_adapter(
     """Train the language adapter (and embeddings) on `lines` with MLM + beta * KL.
 
     Checkpoints go to `work_dir/checkpoints` every `training.save_steps` steps; with `resume=True` the
-    last one is picked up (model, optimiser, scheduler, RNG and data order). Runs under
+    last one is picked up (model, optimiser, scheduler, RNG, data order and masks: the run continues as
+    if never stopped). Runs under
     `transformers.Trainer`, so `torchrun --nproc_per_node N` gives data-parallel training. Returns a
     summary: steps, losses, tokens/s, held-out perplexity and KL when `eval_lines` is given.
     """
@@ -458,7 +459,10 @@ def train_language_adapter(
     dataset = [{"input_ids": ids} for ids in encoded if len(ids) > 2]
     if not dataset:
         raise CrosslingError("no training sentence has any token besides the special ones")
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
+    collator = _content_keyed_collator(DataCollatorForLanguageModeling)(
+        tokenizer, mlm_probability=config.mlm_probability
+    )
+    collator.seed = training.seed  # a resumed run draws the same masks (see the collator)
 
     args = training_arguments(training, checkpoints, progress=progress)
     trainer = _trainer_class()(
@@ -494,6 +498,30 @@ def train_language_adapter(
         )
     model.train(False)
     return summary
+
+
+def _content_keyed_collator(base: type) -> type:
+    """`base` (DataCollatorForLanguageModeling) drawing each batch's masks from a generator seeded by
+    `seed` and the batch's token ids, not from the global RNG.
+
+    With the global RNG a resumed run masks differently from the run it continues (Trainer collates
+    the first resumed batch, and prefetches the next, before it restores the RNG state), and so does
+    every dropout draw after it. The step is no key either: the data loader collates one batch ahead.
+    Batches are reshuffled every epoch, so a sentence still gets new masks each time it is seen.
+    """
+    import hashlib
+
+    class ContentKeyedCollator(base):
+        seed: int | None = None
+
+        def torch_mask_tokens(self, inputs: Any, special_tokens_mask: Any = None) -> Any:
+            if self.seed is not None:
+                digest = hashlib.sha256(repr((self.seed, tuple(inputs.shape))).encode())
+                digest.update(inputs.numpy().tobytes())
+                self.generator = torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little"))
+            return super().torch_mask_tokens(inputs, special_tokens_mask)
+
+    return ContentKeyedCollator
 
 
 def _trainer_class():

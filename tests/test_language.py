@@ -280,3 +280,30 @@ def test_mlm_loss_at_masked_positions_equals_the_full_heads(tiny_xlmr_dir, adapt
         masked_lm_outputs(model, batch)
     failing.remove()
     assert len(language.mlm_head(model)._forward_pre_hooks) == hooks
+
+
+def test_a_resumed_run_continues_exactly_as_if_never_stopped(tiny_xlmr_dir, tmp_path):
+    """Masks come from a generator keyed on the step, not the global RNG, which Trainer restores only
+    after collating the first resumed batch: the resumed run's losses and weights are the same."""
+    import shutil
+
+    config = LanguageAdapterConfig(kl_weight=1.0)
+    training = TrainingConfig(max_steps=4, batch_size=8, learning_rate=5e-3, save_steps=2)
+
+    def run(work, resume=False):
+        adaptable = build_adaptable_model(tiny_xlmr_dir, "xx", config)
+        summary = train_language_adapter(
+            adaptable, TRAIN[:64], config, training, work, resume=resume, progress=False
+        )
+        trained = {n: p.detach().clone() for n, p in adaptable.model.named_parameters() if p.requires_grad}
+        return summary, trained
+
+    full, full_weights = run(tmp_path / "full")
+    (tmp_path / "part" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "full/checkpoints/checkpoint-2", tmp_path / "part/checkpoints/checkpoint-2")
+    part, part_weights = run(tmp_path / "part", resume=True)
+    assert part["resumed_from"] == "checkpoint-2"
+    assert [e["loss"] for e in part["history"] if e["step"] > 2] == [
+        e["loss"] for e in full["history"] if e["step"] > 2
+    ]
+    assert all(torch.equal(full_weights[n], part_weights[n]) for n in full_weights)
