@@ -53,7 +53,7 @@ Deviations from the paper, on purpose:
 * The task-level consistency term is our reading of the paper's "consistency with a similar task":
   the similar task's (frozen) shared head must give the same distribution on the aggregated
   representation as on the shared one, so the task-specific adapter keeps what the similar task
-  taught the shared adapter.
+  taught the shared adapter. The shared side is a fixed target, computed without dropout.
 * A plain training loop (AdamW, linear decay, gradient clipping), no Trainer: no checkpoints or
   ``--resume``, no torchrun data parallelism, no best-checkpoint selection (the last step is saved;
   the dev score, when a dev set is given, is reported).
@@ -569,8 +569,14 @@ def train_macular(
             parts.update(lang_adv=float(adv.detach()), lang_disc_loss=d_loss, lang_disc_acc=d_acc)
         if similar is not None and cfg.task_consistency_weight > 0:
             encoded = encode(similar, batches[similar].next())
-            with torch.no_grad():
-                reference, _ = run(encoded, "shared", module.head(similar))
+            # the frozen shared path's prediction is a target, so without dropout (as the language
+            # adapter's KL reference): with it the KL would mostly measure two dropout masks
+            module.model.eval()
+            try:
+                with torch.no_grad():
+                    reference, _ = run(encoded, "shared", module.head(similar))
+            finally:
+                module.model.train()
             current, _ = run(encoded, "aggregated", module.head(similar))
             tc = symmetric_kl(current, reference)
             total = total + cfg.task_consistency_weight * tc

@@ -201,6 +201,31 @@ def macular_files(tmp_path_factory):
     }
 
 
+def test_the_task_consistency_target_is_computed_without_dropout(
+    en_pack, macular_files, tmp_path, monkeypatch
+):
+    calls = []
+    real = MacularModel.run
+
+    def spy(self, encoded, setup, head):
+        calls.append((setup, head, self.model.training))
+        return real(self, encoded, setup, head)
+
+    monkeypatch.setattr(MacularModel, "run", spy)
+    train_macular(
+        {"nli": macular_files["nli"], "paraphrase": macular_files["paraphrase"]},
+        tmp_path / "macular",
+        dictionaries={"xx": macular_files["dict"]},
+        pack=en_pack,
+        config={"multitask_steps": 2},
+        training=FAST.replace(max_steps=4),
+    )
+    stage2 = calls[next(i for i, c in enumerate(calls) if c[0] == "aggregated") :]
+    # stage 2 runs the shared path only for the similar task's target: in eval mode
+    assert [c for c in stage2 if c[0] == "shared"] and all(not c[2] for c in stage2 if c[0] == "shared")
+    assert all(c[2] for c in stage2 if c[0] == "aggregated")  # the trained side keeps its dropout
+
+
 def test_training_lowers_the_task_loss_and_the_saved_result_loads_and_predicts(
     en_pack, macular_files, tmp_path
 ):
