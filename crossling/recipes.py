@@ -1670,9 +1670,12 @@ def table_markdown(table: Mapping[str, Any]) -> str:
             lines.append(f"- {c['label']}: no relative improvement ('each' scores 0 on every target).")
             continue
         p_value = "—" if c["p_value"] is None else f"{c['p_value']:.3f}"
+        t_n = c.get("t_n", c["n"])
+        over = f" over {t_n} targets" if t_n != c["n"] else ""
         lines.append(
             f"- {c['label']}: '{c['all']}' over '{c['each']}' {100 * c['relative_improvement']:+.1f} % "
-            f"on average (relative, over {c['n']} targets); paired t-test t = {_f3(c['t'])}, p = {p_value}."
+            f"on average (relative, over {c['n']} targets); paired t-test{over} t = {_f3(c['t'])}, "
+            f"p = {p_value}."
         )
     if alignment := table.get("alignment"):
         lines += ["", *_alignment_markdown(alignment)]
@@ -1743,6 +1746,7 @@ def compare_rows(rows: Sequence[Mapping[str, Any]], pair: Mapping[str, str]) -> 
         from scipy.stats import ttest_rel
 
         result = ttest_rel([all_[t] for t in targets], [each[t] for t in targets])
+        out["t_n"] = len(targets)  # every target, also those left out of the relative gain
         t, p = float(result.statistic), float(result.pvalue)
         # identical or constant differences make t infinite or undefined: report none rather than inf
         if math.isfinite(t) and math.isfinite(p):

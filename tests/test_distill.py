@@ -733,3 +733,16 @@ def test_torchrun_two_processes(tmp_path, tiny_xlmr_dir, corpus_files):
     meta = DistilledStudent.from_pretrained(out).metadata
     assert meta["training"]["processes"] == 2 and meta["training"]["steps"] == 4
     assert result.stdout.count("Distilled student") == 1  # only the main process reports
+
+
+def test_hidden_distillation_loss_in_bf16_averages_over_every_token():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(1, 5000, 4), torch.randn(1, 5000, 4)
+    mask = torch.ones(1, 5000, dtype=torch.long)
+    exact = hidden_distillation_loss(student, teacher, mask, token_weight=1.0)
+    # bf16 rounds the states (a small change of each cosine), but not the count of tokens
+    rounded = hidden_distillation_loss(student.bfloat16().float(), teacher, mask, token_weight=1.0)
+    assert float(
+        hidden_distillation_loss(student.bfloat16(), teacher, mask, token_weight=1.0)
+    ) == pytest.approx(float(rounded), rel=1e-6)
+    assert float(rounded) == pytest.approx(float(exact), rel=1e-2)

@@ -675,6 +675,18 @@ def test_compare_rows_relative_improvement_and_paired_t_test():
     zero = [{"name": "e", "scores": {"a": 0.0, "b": 0.0}}, {"name": "a", "scores": {"a": 0.1, "b": 0.1}}]
     out = compare_rows(zero, {"each": "e", "all": "a"})
     assert out["complete"] and out["relative_improvement"] is None and out["t"] is None
+    # a target where 'each' scores 0 has no relative gain but is in the t-test: the table says both
+    mixed = [
+        {"name": "e", "scores": {"a": 0.8, "b": 0.0, "c": 0.6}},
+        {"name": "a", "scores": {"a": 0.85, "b": 0.1, "c": 0.62}},
+    ]
+    out = compare_rows(mixed, {"label": "x", "each": "e", "all": "a"})
+    assert (out["n"], out["t_n"]) == (2, 3)
+    from crossling.recipes import table_markdown
+
+    table = {"metric": "f1", "title": "t", "budget": "cpu", "base": "b", "sources": ["en"], "targets": []}
+    table |= {"rows": [], "comparisons": [out], "command": "c", "crossling": "0", "date": "d"}
+    assert "(relative, over 2 targets); paired t-test over 3 targets t = " in table_markdown(table)
 
 
 def test_finetune_rows_train_with_their_own_settings(tmp_path, data_root):

@@ -68,6 +68,16 @@ def test_truncation_is_counted_and_prediction_fills_cut_words(trained_ner):
     assert prediction.report["words_filled_with_fallback"] == enc.words_cut
 
 
+def test_a_last_word_without_subwords_is_not_counted_as_truncation(tiny_bert_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    words = ["the", "cat", "\u00a0"]
+    assert 2 not in tokenizer(words, is_split_into_words=True).word_ids()  # the no-break space: nothing
+    enc = encode_tagging(tokenizer, [{"tokens": words, "tags": ["O"] * 3}], {"O": 0}, 128)
+    assert (enc.truncated, enc.words_cut, enc.words_without_subword) == (0, 0, 1)
+    cut = encode_tagging(tokenizer, [{"tokens": words * 20, "tags": ["O"] * 60}], {"O": 0}, 8)
+    assert cut.truncated == 1 and cut.words_cut > 0
+
+
 def test_label_map_order_and_dev_labels_missing_from_train():
     train = [{"tokens": ["a", "b", "c"], "tags": ["B-PER", "O", "B-LOC"]}]
     assert build_label_map("ner", train) == ["O", "B-LOC", "B-PER"]

@@ -186,11 +186,13 @@ def encode_tagging(
         last = max(seen) if seen else -1
         present = set(seen)
         n = len(words[i])
-        cut = n - 1 - last  # words after the last one that kept a subword: truncation took them
-        if cut > 0:
+        cut = n - 1 - last  # words after the last one that kept a subword
+        if cut > 0 and len(enc["input_ids"][i]) >= max_length:  # truncation took them
             out.truncated += 1
             out.words_cut += cut
-        out.words_without_subword += sum(1 for w in range(last + 1) if w not in present)
+            cut = 0
+        # else they are words the tokenizer turns into nothing (a lone no-break space, a BOM)
+        out.words_without_subword += sum(1 for w in range(last + 1) if w not in present) + max(cut, 0)
         feature = {k: list(v[i]) for k, v in enc.items()}
         if label2id is not None:
             tags = record["tags"]
