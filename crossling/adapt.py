@@ -164,7 +164,9 @@ def adapt(language: str, base: str | Path, out: str | Path, options: AdaptOption
         # A pack that keeps the base vocabulary does not store embeddings (MAD-X: the base stays
         # frozen); trained base embeddings would be lost on reload, so they are not trained.
         options = dataclasses.replace(options, adapter=options.adapter.replace(train_embeddings=False))
-    out = Path(out)
+    from crossling.artifacts import LanguagePack, check_output_directory
+
+    out = check_output_directory(out, LanguagePack.FORMAT)  # before hours of training, not after
     work = Path(options.work_dir) if options.work_dir else out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     reports: dict[str, Any] = {"options": _options_dict(options), "base": str(base)}

@@ -40,6 +40,14 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------- atomic writes
+def published_permissions(path: str | os.PathLike[str]) -> None:
+    """Give a file or folder made by `tempfile` (0600 / 0700) the permissions `open` or `mkdir` would
+    have given it under the user's umask: it is about to become a result others may need to read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces `path` only if the block finishes.
@@ -57,6 +65,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    published_permissions(tmp)
     old = None
     if final.exists():
         if not final.is_dir():
@@ -70,6 +79,26 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_directory(path: str | os.PathLike[str], format_: str) -> Path:
+    """Refuse, before any work, an output directory the finished run could not or should not replace:
+    a file, or a directory holding anything but an earlier artifact of format `format_` (so a mistyped
+    ``--out .`` cannot delete a project). Returns the absolute path."""
+    out = Path(path).absolute()
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{path} exists and is not a directory; choose another output directory")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            found = json.loads((out / METADATA_FILE).read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, AttributeError):
+            found = None
+        if found != format_:
+            raise ArtifactError(
+                f"{path} exists and is not a {format_.removeprefix('crossling.')}: refusing to replace it "
+                "(it would be deleted); choose another output directory"
+            )
+    return out
+
+
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON to `path` through a temporary file and `os.replace`."""
     path = Path(path)
@@ -81,6 +110,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())  # else a power loss can leave the renamed file empty
+        published_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

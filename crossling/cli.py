@@ -79,9 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    for option in ("batch_size", "chunk_size", "limit"):  # counts, in every command that has them
+        value = getattr(args, option, None)
+        if isinstance(value, int) and value < 1:
+            flag = "--" + option.replace("_", "-")
+            print(f"crossling {args.command}: error: {flag} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     try:
         return int(args.func(args) or 0)
     except CrosslingError as err:
+        print(f"crossling {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except (
+        OSError
+    ) as err:  # a folder where a file goes, a full disk, no permission: one line, not a traceback
+        if args.verbose:
+            raise
         print(f"crossling {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -382,12 +382,13 @@ def train_macular(
     """
     from transformers import set_seed
 
-    from crossling.artifacts import TaskAdapter
+    from crossling.artifacts import TaskAdapter, check_output_directory
     from crossling.codeswitch import CodeSwitcher
     from crossling.tasks.data import collate, encode_pairs
     from crossling.tasks.labels import build_label_map
     from crossling.tasks.model import TaskModel, build_pack_model, model_max_tokens, resolve_pack
 
+    out = check_output_directory(out, TaskAdapter.FORMAT)  # before training, not after
     cfg = MacularConfig.load(config) if config is not None else MacularConfig()
     training = TrainingConfig.load(training) if training is not None else TrainingConfig()
     missing = [t for t in cfg.tasks if t not in train]

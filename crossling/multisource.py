@@ -358,6 +358,9 @@ def write_text_atomic(path: PathLike, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        from crossling.artifacts import published_permissions
+
+        published_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -225,3 +225,13 @@ def test_torchrun_two_processes(tmp_path, tiny_xlmr_dir, toy_corpus):
     meta = json.loads((out / "crossling.json").read_text())
     assert meta["reports"]["processes"] == 2 and meta["reports"]["training"]["steps"] == 4
     assert result.stdout.count("LanguagePack xx") == 1  # only the main process reports
+
+
+def test_an_out_that_is_not_a_pack_is_refused_before_any_work(tmp_path, tiny_xlmr_dir, toy_corpus, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "thesis.txt").write_text("years of work")
+    assert main(_adapt_args(tiny_xlmr_dir, toy_corpus, project, "--vocab", "base", "--max-steps", "2")) == 1
+    assert "is not a LanguagePack: refusing to replace it" in capsys.readouterr().err
+    assert (project / "thesis.txt").read_text() == "years of work"
+    assert not (tmp_path / "project.work").exists()  # nothing ran

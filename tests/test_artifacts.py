@@ -141,6 +141,43 @@ def test_atomic_directory_refuses_to_replace_a_file(tmp_path):
     assert (tmp_path / "f").read_text() == "x"
 
 
+def test_outputs_get_the_permissions_of_the_umask_not_tempfile_private_ones(tmp_path):
+    import os
+
+    from crossling.artifacts import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "pack") as d:
+            (d / "a").write_text("y")
+        write_json_atomic(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "pack").stat().st_mode & 0o777 == 0o755  # mkdtemp made it 0700
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644  # mkstemp made it 0600
+
+
+def test_an_output_directory_is_checked_before_any_work(tmp_path, base):
+    from crossling.artifacts import check_output_directory
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "thesis.txt").write_text("years of work")
+    with pytest.raises(ArtifactError, match="is not a LanguagePack: refusing to replace it"):
+        check_output_directory(project, LanguagePack.FORMAT)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="is not a directory"):
+        check_output_directory(tmp_path / "file", LanguagePack.FORMAT)
+    # empty, missing, or an earlier pack: fine (a rerun replaces its own output)
+    (tmp_path / "empty").mkdir()
+    for ok in (tmp_path / "empty", tmp_path / "missing"):
+        assert check_output_directory(ok, LanguagePack.FORMAT) == ok.absolute()
+    pack = LanguagePack("xx", BaseModelIdentity.of(base)).save_pretrained(tmp_path / "pack")
+    assert check_output_directory(pack, LanguagePack.FORMAT) == pack.absolute()
+    with pytest.raises(ArtifactError, match="is not a TaskAdapter"):
+        check_output_directory(pack, TaskAdapter.FORMAT)
+
+
 def test_identity_ignores_heads_and_adapters(tiny_xlmr_dir):
     import adapters
     from transformers import AutoModelForMaskedLM

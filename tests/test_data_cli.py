@@ -44,3 +44,14 @@ def test_inspect_errors_are_one_line(tmp_path, capsys):
     assert f"{bad}:2: expected 3 tab-separated columns" in capsys.readouterr().err
     assert main(["data", "inspect", str(tmp_path / "missing.txt")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_file_system_errors_and_bad_counts_are_one_line_errors(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Mama asoma kitabu kizuri sana leo.\n" * 3, encoding="utf-8")
+    # an existing folder where the output file goes: no IsADirectoryError traceback
+    assert main(["data", "clean", str(corpus), str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("crossling data: error:")
+    assert main(["data", "inspect", str(corpus), "--limit", "-1"]) == 2
+    assert "--limit must be at least 1, got -1" in capsys.readouterr().err

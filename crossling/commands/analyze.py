@@ -76,6 +76,8 @@ def run_alignment(args: argparse.Namespace) -> int:
             stem.with_name(stem.name + ".json"),
             {"a": str(path_a), "b": str(path_b), "pack": args.pack, "pack_b": args.pack_b, "rows": rows},
         )
-        stem.with_name(stem.name + ".md").write_text(table, encoding="utf-8")
+        from crossling.multisource import write_text_atomic
+
+        write_text_atomic(stem.with_name(stem.name + ".md"), table)
         print(f"wrote {stem}.json and {stem}.md")
     return 0

@@ -49,9 +49,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
         help="write a targets x sources heatmap (SVG; default with several targets: OUT with .svg)",
     )
     p.add_argument("--base", help="where to load the packs' base model from (default: as recorded)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass (default 32)")
     add_device_argument(p)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument(
+        "--max-length", type=int, default=128, help="maximum tokens per sentence (longer ones are truncated)"
+    )
     p.set_defaults(func=run)
     return p
 

@@ -56,7 +56,12 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
         "--format", default="auto", choices=("auto", *TAGGING_FORMATS, *PAIR_FORMATS), help="input format"
     )
     p.add_argument("--out", type=Path, help="predictions file (default: standard output)")
-    p.add_argument("--output-format", choices=("tsv", "jsonl"), default="tsv")
+    p.add_argument(
+        "--output-format",
+        choices=("tsv", "jsonl"),
+        default="tsv",
+        help="tsv: word<TAB>tag<TAB>probability or a pairs table; jsonl: one JSON object per input",
+    )
     p.add_argument(
         "--strategy",
         choices=strategies,
@@ -78,7 +83,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     p.add_argument("--english", default="en", help="source language code used by --strategy english")
     add_parallel_arguments(p, required=False)
     p.add_argument("--base", help="where to load the base model from (default: as recorded)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default 32)")
     add_device_argument(p)
     p.add_argument("--chunk-size", type=int, default=1024, help="records read and sorted by length at a time")
     p.add_argument("--max-length", type=int, help="maximum tokens (default: the adapters' training setting)")
@@ -232,6 +237,9 @@ def _output(path: Path | None) -> Iterator[TextIO]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
+        from crossling.artifacts import published_permissions
+
+        published_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -62,12 +62,13 @@ class EvaluationReport:
     def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write `PATH.json` and `PATH.md` (a .json/.md suffix on `path` is replaced)."""
         from crossling.artifacts import write_json_atomic
+        from crossling.multisource import write_text_atomic
 
         path = Path(path)
         stem = path.with_suffix("") if path.suffix in (".json", ".md") else path
         json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
         write_json_atomic(json_path, self.to_dict())
-        md_path.write_text(self.to_markdown(), encoding="utf-8")
+        write_text_atomic(md_path, self.to_markdown())
         return json_path, md_path
 
 

@@ -424,7 +424,9 @@ def train_task(
     language = language or (pack.language if pack is not None else None)
     if not language:
         raise ConfigError("name the source language (language= / --lang) when training without a pack")
-    out = Path(out)
+    from crossling.artifacts import check_output_directory
+
+    out = check_output_directory(out, TaskAdapter.FORMAT)  # before training, not after
     work_dir = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
     checkpoints = work_dir / "checkpoints"
     last = last_checkpoint(checkpoints)

@@ -107,9 +107,9 @@ def check_out_dir(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -
 def open_permissions(directory: str | os.PathLike[str]) -> None:
     """Give a folder made by `tempfile.mkdtemp` (mode 0700) the permissions of the user's umask,
     as a folder made by `mkdir` would have: it is about to become a published result."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
+    from crossling.artifacts import published_permissions
+
+    published_permissions(directory)
 
 
 def save_tokenizer(
