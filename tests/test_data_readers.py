@@ -207,6 +207,13 @@ def test_iob_encoding(tmp_path):
     assert list(read_iob(p, encoding="auto")) == expected
 
 
+def test_a_utf16_file_is_named_not_read_as_garbage(tmp_path):
+    p = write(tmp_path / "excel.txt", "Espa\u00f1a B-LOC\nvence O\n".encode("utf-16"))
+    for encoding in ("utf-8", "auto"):  # auto used to take it for Latin-1: "ÿþE\x00s\x00..."
+        with pytest.raises(DataFormatError, match="a UTF-16 file .*iconv -f utf-16 -t utf-8"):
+            list(read_iob(p, encoding=encoding))
+
+
 def test_iob_malformed(tmp_path):
     p = write(tmp_path / "cols.txt", "EU NNP B-ORG\nrejects VBZ O\n\nlamb O\n")
     with fails_at(p, 4, "expected 3 columns (as on line 1), found 2"):

@@ -424,6 +424,15 @@ def test_cli_harmony_then_predict(packs, ner_adapters, nli_adapters, tmp_path, c
     assert main(argv) == 0
     assert (tmp_path / "words.tsv").read_text(encoding="utf-8") == tags_out.read_text(encoding="utf-8")
     assert "against the input's labels" not in capsys.readouterr().err
+    # gold labels no adapter knows: predictions, but no misleading score
+    misc_in = tmp_path / "misc.tsv"
+    misc_in.write_text(
+        tags_in.read_text(encoding="utf-8").replace("\tO\n", "\tB-MISC\n", 1), encoding="utf-8"
+    )
+    argv[argv.index(str(words_in))] = str(misc_in)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "not scored: the input's labels B-MISC are not among" in err and "f1 against" not in err
 
     pairs_in = tmp_path / "pairs.tsv"
     pairs_in.write_text(

@@ -397,6 +397,13 @@ def test_bad_recipes_give_one_line_errors(tmp_path, data_root, capsys, change, m
     assert code == 1 and len(err.strip().splitlines()) == 1 and message in err
 
 
+def test_a_yaml_error_names_its_line(tmp_path, data_root):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntask: nli\nrows:\n  - name: a\n    label: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: not valid YAML"):
+        load_recipe(bad, "smoke", data_root)
+
+
 def test_against_names_the_rows_a_row_is_measured_against_in_the_table(tmp_path, data_root):
     recipe = json.loads(json.dumps(SMOKE))
     recipe["rows"][1]["against"] = "multi"

@@ -466,7 +466,10 @@ def test_cli_bad_input_gives_one_line_errors(en_pack, ner_files, tmp_path, capsy
     misc[1]["tags"][0] = "B-MISC"
     dev_misc = write_xtreme(tmp_path / "dev-misc.tsv", misc)
     common = ["--pack", str(en_pack.path), "--budget", "smoke", "--no-progress"]
+    paws = tmp_path / "paws.tsv"  # paraphrase labels 0/1: no NLI model should come of it
+    paws.write_text("".join(f"a{i} b\ta{i} c\t{i % 2}\n" for i in range(8)), encoding="utf-8")
     cases = {
+        "a 'pawsx' file, which has no nli labels": ["--task", "nli", "--train", str(paws)],
         "no such file": ["--task", "ner", "--train", str(tmp_path / "nope.tsv")],
         "expects LANG=PATH": ["--task", "ner", "--train", str(ner_files["train"]), "--adversarial", "grl"]
         + ["--adv-unlabelled", "xx"],

@@ -324,7 +324,15 @@ def run(args: argparse.Namespace) -> int:
             else:
                 gold = None
     summary = f"predicted {done} inputs"
-    if gold:
+    unknown = (
+        sorted({g for item in gold for g in (item if tagging else [item])} - set(predictor.labels))
+        if gold
+        else []
+    )
+    if unknown:  # a score against labels no adapter can predict would mislead (evaluate refuses them)
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        summary += f"; not scored: the input's labels {shown} are not among the task adapters' labels"
+    elif gold:
         metric = PRIMARY_METRIC[predictor.task]
         score = task_metrics(predictor.task, gold, predicted)[metric]
         summary += f"; {metric} against the input's labels: {100 * score:.1f}"

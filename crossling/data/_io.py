@@ -36,6 +36,8 @@ def detect_encoding(path: PathLike, chunk_size: int = 1 << 20) -> str:
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     with open(check_file(path), "rb") as f:
+        _refuse_utf16(path, f.read(2))
+        f.seek(0)
         try:
             while chunk := f.read(chunk_size):
                 decoder.decode(chunk)
@@ -70,6 +72,8 @@ def iter_lines(path: PathLike, encoding: str = "utf-8", errors: str = "strict") 
         codec = "utf-8"  # the BOM is handled here, per file rather than per line
     with open(p, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1:
+                _refuse_utf16(p, raw)
             if lineno == 1 and strip_bom and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             if raw.endswith(b"\n"):
@@ -83,11 +87,26 @@ def iter_lines(path: PathLike, encoding: str = "utf-8", errors: str = "strict") 
             yield lineno, text
 
 
+def _refuse_utf16(path: PathLike, start: bytes) -> None:
+    """A UTF-16 file (Excel's "Unicode text", Notepad's "Unicode") cannot be read line by line on
+    b"\n", and as Latin-1 it would pass as garbage: say what it is."""
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataFormatError(
+            path,
+            None,
+            "a UTF-16 file (it starts with a UTF-16 byte-order mark); convert it to UTF-8, "
+            "e.g. `iconv -f utf-16 -t utf-8 FILE > FILE.utf8`",
+        )
+
+
 def _decode_message(raw: bytes, exc: UnicodeDecodeError, codec: str) -> str:
     message = f"cannot decode byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line as {codec}"
     if codec != "utf-8":
         return message
-    latin1 = "pass encoding='latin-1' or encoding='auto' for a Latin-1 file"
+    latin1 = (
+        "a Latin-1 file? convert it to UTF-8 (`iconv -f latin1 -t utf-8`), or read it with encoding="
+        "'latin-1' in Python or --encoding latin-1 with `crossling data`"
+    )
     if exc.reason == "unexpected end of data":
         # A lead byte at the end of the line. If valid UTF-8 multi-byte characters came before it,
         # the text is UTF-8 with a character cut off (udhr1 Tamil-UTF8); otherwise it may be Latin-1.

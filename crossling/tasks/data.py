@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 IGNORE = -100
 _TAGGING_FORMATS = ("xtreme", "iob", "conllu")
 _PAIR_FORMATS = ("nli", "pawsx", "americasnli")
+# the formats whose labels are a pair task's (a PAWS-X file trained as NLI would give a 0/1 "NLI" model)
+_TASK_FORMATS = {"nli": ("nli", "americasnli"), "paraphrase": ("pawsx",)}
 _PAIR_KEYS = {"nli": ("premise", "hypothesis"), "pawsx": ("sentence1", "sentence2")}
 _PAIR_KEYS["americasnli"] = _PAIR_KEYS["nli"]
 
@@ -76,13 +78,14 @@ def read_task_data(
             format = guess_format(path)
         else:
             format = _pair_format(path) or ("nli" if task == "nli" else "pawsx")
-    allowed = _TAGGING_FORMATS if is_tagging(task) else _PAIR_FORMATS
+    allowed = _TAGGING_FORMATS if is_tagging(task) else _TASK_FORMATS[task]
     if format not in allowed:
         raise DataFormatError(
             path,
             None,
-            f"this looks like a {format!r} file, which has no {task} labels "
-            f"(expected one of: {', '.join(allowed)}; pass format= to override the guess)",
+            f"this looks like a {format!r} file, which has no {task} labels (expected one of: "
+            f"{', '.join(allowed)}). The format is guessed from the first lines: check their labels "
+            "for a typo (e.g. B_PER or b-per for B-PER), or pass format= in Python",
         )
     if to_iob2 and format in ("xtreme", "iob"):
         options["to_iob2"] = True
