@@ -55,3 +55,10 @@ def test_file_system_errors_and_bad_counts_are_one_line_errors(tmp_path, capsys)
     assert len(err.splitlines()) == 1 and err.startswith("crossling data: error:")
     assert main(["data", "inspect", str(corpus), "--limit", "-1"]) == 2
     assert "--limit must be at least 1, got -1" in capsys.readouterr().err
+
+
+def test_clean_that_keeps_nothing_is_an_error(tmp_path, capsys):
+    src = tmp_path / "urls.txt"
+    src.write_text("www.example.com\nhttp://a.b/c\n", encoding="utf-8")
+    assert main(["data", "clean", str(src), str(tmp_path / "out.txt")]) == 1
+    assert "no line of" in capsys.readouterr().err

@@ -98,6 +98,14 @@ def test_pos_label_map_is_all_of_upos_so_treebanks_share_it():
     assert build_label_map("pos", [{"tokens": ["a"], "tags": ["NN"]}]) == ["NN"]
 
 
+def test_a_stray_non_upos_tag_among_upos_ones_is_warned_about(caplog):
+    typo = [{"tokens": ["dogs", "run", "fast", "now"], "tags": ["NOUN", "VERB", "ADV", "verb"]}]
+    with caplog.at_level("WARNING", logger="crossling.tasks.labels"):
+        labels = build_label_map("pos", typo, train_name="train.conllu")
+    assert "verb" in labels and len(labels) == 4
+    assert "train.conllu: tag(s) 'verb' are not Universal POS tags" in caplog.text
+
+
 def test_ner_tags_must_be_iob2(tmp_path):
     bad = [{"tokens": ["Juma", "walks"], "tags": ["I-PER", "O"]}]
     with pytest.raises(DataFormatError, match="IOB1: pass to_iob2=True"):

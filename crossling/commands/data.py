@@ -89,6 +89,13 @@ def _clean(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {report.kept} of {report.total} lines to {args.output}")
         print(report)
+    if report.kept == 0:  # an empty corpus fails later, far from its cause: say so here
+        print(
+            f"crossling data: error: no line of {args.input} was kept ({report.total} read); "
+            "check the encoding and the filter options",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

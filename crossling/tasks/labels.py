@@ -11,6 +11,7 @@ treebank lacks is a scorable error rather than a refused file.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -75,6 +76,16 @@ def build_label_map(
         raise DataFormatError(train_name, None, "no labels found in the training data")
     if task == "pos" and set(labels) <= UPOS_TAGS:
         labels = sorted(UPOS_TAGS)
+    elif task == "pos" and len(set(labels) & UPOS_TAGS) > len(labels) / 2:
+        # mostly UPOS with a few strays: likely typos, and they cost the shared 17-tag label map that
+        # lets adapters trained on other treebanks be combined
+        strays = sorted(set(labels) - UPOS_TAGS)
+        logging.getLogger(__name__).warning(
+            "%s: tag(s) %s are not Universal POS tags, so the label map is this file's own, not the "
+            "shared 17-tag one (other POS adapters will not combine with this one); fix or map them",
+            train_name,
+            ", ".join(repr(s) for s in strays),
+        )
     if dev is not None:
         check_known_labels(task, dev, labels, source=dev_name, against=train_name)
     return labels
