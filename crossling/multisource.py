@@ -806,7 +806,13 @@ def _config_temperature(config: Any) -> float | None:
         return config.get("temperature")
     if str(config) in HarmonyConfig.PRESETS:
         return HarmonyConfig.PRESETS[str(config)].get("temperature")
-    return HarmonyConfig.load(config).temperature  # a file says all it means
+    import yaml
+
+    raw = yaml.safe_load(Path(config).read_text(encoding="utf-8"))  # a YAML/JSON file: what it sets
+    if not isinstance(raw, Mapping):
+        return None
+    preset = HarmonyConfig.PRESETS.get(str(raw.get("preset")), {})
+    return raw.get("temperature", preset.get("temperature"))
 
 
 def _check_weights_for_strategy(strategy: str, weights: Any, given: Any, parallel: Any) -> None:

@@ -290,6 +290,13 @@ def test_harmony_and_single_source_strategies(packs, ner_adapters, tmp_path, cap
         packs["gn"], sharp.all_adapters, weights=tmp_path / "two.json", config={"strategy": "harmony"}
     )
     assert kept.weights == pytest.approx(two.for_target())
+    # a weights file made at tau 0.01 stays at 0.01 under a config YAML that sets no tau
+    two.with_temperature(0.01).save_pretrained(tmp_path / "sharp.json")
+    (tmp_path / "h.yaml").write_text("num_parallel: 4\n", encoding="utf-8")
+    kept = MultiSourcePredictor.from_pretrained(
+        packs["gn"], sharp.all_adapters, weights=tmp_path / "sharp.json", config=tmp_path / "h.yaml"
+    )
+    assert kept.weights == pytest.approx(sharp.weights)
 
     # computed on the fly from parallel sentences with the adapters' own training packs
     computed = MultiSourcePredictor.from_pretrained(packs["gn"], paths, parallel=parallel_lists())
