@@ -90,9 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CrosslingError as err:
         print(f"crossling {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except (
-        OSError
-    ) as err:  # a folder where a file goes, a full disk, no permission: one line, not a traceback
+    # a folder where a file goes, a full disk, no permission: one line, not a traceback
+    except OSError as err:
         if args.verbose:
             raise
         print(f"crossling {args.command}: error: {err}", file=sys.stderr)
