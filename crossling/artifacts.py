@@ -40,12 +40,25 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------- atomic writes
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (setting it to read it, as
+    os.umask must, briefly leaves other threads' new files world-writable)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o077)  # the most private value in the moment between the two calls
+    os.umask(umask)
+    return umask
+
+
 def published_permissions(path: str | os.PathLike[str]) -> None:
     """Give a file or folder made by `tempfile` (0600 / 0700) the permissions `open` or `mkdir` would
     have given it under the user's umask: it is about to become a result others may need to read."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
 
 
 @contextlib.contextmanager

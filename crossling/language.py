@@ -507,7 +507,8 @@ def _content_keyed_collator(base: type) -> type:
     With the global RNG a resumed run masks differently from the run it continues (Trainer collates
     the first resumed batch, and prefetches the next, before it restores the RNG state), and so does
     every dropout draw after it. The step is no key either: the data loader collates one batch ahead.
-    Batches are reshuffled every epoch, so a sentence still gets new masks each time it is seen.
+    Batches are reshuffled every epoch, so a sentence is usually masked anew each time it is seen; a
+    batch that recurs whole (batch size 1, or a corpus no larger than a batch) keeps its masks.
     """
     import hashlib
 

@@ -883,16 +883,17 @@ class MultiSourcePredictor:
         if not self.adapters:
             raise ConfigError("every source has weight 0: nothing to predict with")
         self.names = []
-        # which TaskAdapter each name holds in this model: a second predictor on the same loaded model
-        # reuses a name only for the very same adapter, else it would run the first one's weights
+        # which TaskAdapter each name holds in this model: predictors sharing a loaded model share an
+        # adapter only when it is the very same one, and otherwise each gets names of its own (reusing
+        # or replacing a name would make one predictor run another's weights)
         attached = self.model.__dict__.setdefault("_crossling_attached", {})
         for index, ta in enumerate(self.adapters):
-            name = _adapter_name(index, ta.source_language)
-            if name in self.model.adapters_config.adapters and attached.get(name) is not ta:
-                self.model.delete_adapter(name)
-                if name in self.model.heads:
-                    self.model.delete_head(name)
-            if name not in self.model.adapters_config.adapters:
+            name = next((n for n, held in attached.items() if held is ta), None)
+            if name is None:
+                base_name = _adapter_name(index, ta.source_language)
+                name, k = base_name, 1
+                while name in self.model.adapters_config.adapters:
+                    name, k = f"{base_name}_{k}", k + 1
                 attach_task_adapter(self.model, ta, name)
                 attached[name] = ta
             self.names.append(name)

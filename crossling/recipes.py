@@ -998,7 +998,7 @@ class RecipeRunner:
             "dev_examples": r.data.get("dev_examples"),
         }
         inputs = {"train": r.data_path("task_train", source)}
-        if r.data.get("task_dev"):  # else the checkpoint is chosen on the rows after train_examples
+        if r.data.get("task_dev"):  # scored at the end (else on the rows after train_examples)
             inputs["dev"] = r.data_path("task_dev", source)
         if len(row.macular["tasks"]) > 1:
             inputs["similar"] = r.data_path("similar_train", source)

@@ -62,3 +62,4 @@ def test_clean_that_keeps_nothing_is_an_error(tmp_path, capsys):
     src.write_text("www.example.com\nhttp://a.b/c\n", encoding="utf-8")
     assert main(["data", "clean", str(src), str(tmp_path / "out.txt")]) == 1
     assert "no line of" in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()

@@ -481,6 +481,7 @@ def test_predictors_sharing_a_loaded_model_each_run_their_own_adapters(packs, ne
         second.logits(batch), one_by_one(ner_adapters["ru"], packs["gn"], batch, NER), atol=1e-5
     )
     assert not torch.allclose(second.logits(batch), first, atol=1e-3)
+    assert torch.allclose(english.logits(batch), first)  # ... and the first still runs its own
     # the same adapter object again reuses what is attached
     again = MultiSourcePredictor(packed, [other], {"en": 1.0}, strategy="given")
     assert torch.allclose(again.logits(batch), second.logits(batch))

@@ -276,3 +276,17 @@ def test_seeded_sampling_gives_the_same_model_in_every_process(amharic_file, tmp
         return run.stdout.strip()
 
     assert digest(7) == digest(7) != digest(8)
+
+
+def test_a_sentence_sample_is_drawn_once_and_shuffle_false_takes_the_first_lines(tmp_path):
+    from crossling.vocab.trainer import _sampled_lines
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"line {i}\n" for i in range(100)), encoding="utf-8")
+    sample = _sampled_lines(corpus, 10, seed=3)
+    assert _sampled_lines(corpus, 10, seed=3) == sample  # a search's sizes share one sample
+    lines = sample.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 10 and lines != [f"line {i}" for i in range(10)]
+    first = _sampled_lines(corpus, 10, seed=3, shuffle=False).read_text(encoding="utf-8").splitlines()
+    assert first == [f"line {i}" for i in range(10)]
+    assert _sampled_lines(corpus, 100, seed=3) == corpus  # no more lines than asked: the file itself

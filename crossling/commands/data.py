@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from crossling.data.formats import FORMATS
@@ -84,18 +85,19 @@ def _clean(args: argparse.Namespace) -> int:
         markup=not args.keep_markup,
         hidden=not args.keep_hidden,
     )
-    if args.json:
-        print(json.dumps(report.as_dict()))
-    else:
-        print(f"wrote {report.kept} of {report.total} lines to {args.output}")
-        print(report)
     if report.kept == 0:  # an empty corpus fails later, far from its cause: say so here
+        Path(args.output).unlink(missing_ok=True)
         print(
             f"crossling data: error: no line of {args.input} was kept ({report.total} read); "
             "check the encoding and the filter options",
             file=sys.stderr,
         )
         return 1
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(f"wrote {report.kept} of {report.total} lines to {args.output}")
+        print(report)
     return 0
 
 

@@ -84,8 +84,13 @@ def read_task_data(
             path,
             None,
             f"this looks like a {format!r} file, which has no {task} labels (expected one of: "
-            f"{', '.join(allowed)}). The format is guessed from the first lines: check their labels "
-            "for a typo (e.g. B_PER or b-per for B-PER), or pass format= in Python",
+            f"{', '.join(allowed)})"
+            + (
+                ". The format is guessed from the first lines: check their tags for a typo (e.g. B_PER "
+                "or b-per for B-PER), or pass format= in Python"
+                if is_tagging(task)
+                else ""
+            ),
         )
     if to_iob2 and format in ("xtreme", "iob"):
         options["to_iob2"] = True

@@ -8,13 +8,14 @@ per-thread partial counts, so 2 and 16 threads give slightly different pieces an
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import io
 import os
 import random
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -136,24 +137,37 @@ def train_unigram(
     # SentencePiece's own sentence sampling ignores the seed across processes (a new process draws
     # another sample), so crossling draws it, seeded, and SentencePiece trains on all it is given
     sample_size = int(args.pop("input_sentence_size", 0) or 0)
-    args.pop("shuffle_input_sentence", None)
+    shuffle = args.pop("shuffle_input_sentence", True)
+    shuffle = shuffle.lower() not in ("false", "0") if isinstance(shuffle, str) else bool(shuffle)
+    train_path = _sampled_lines(Path(path), sample_size, seed, shuffle)
     buffer = io.BytesIO()
-    with _sampled_lines(Path(path), sample_size, seed) as train_path:
-        spm.set_random_generator_seed(int(seed))
-        try:
-            spm.SentencePieceTrainer.train(input=str(train_path), model_writer=buffer, minloglevel=2, **args)
-        except RuntimeError as err:
-            raise _translate(str(err), vocab_size, source or corpus_file, character_coverage) from None
+    spm.set_random_generator_seed(int(seed))
+    try:
+        spm.SentencePieceTrainer.train(input=str(train_path), model_writer=buffer, minloglevel=2, **args)
+    except RuntimeError as err:
+        raise _translate(str(err), vocab_size, source or corpus_file, character_coverage) from None
     return strip_input_paths(buffer.getvalue())
 
 
-@contextlib.contextmanager
-def _sampled_lines(path: Path, size: int, seed: int) -> Iterator[Path]:
-    """`path`, or a temporary file of `size` of its lines drawn uniformly with `seed` (in file order)
-    when it has more: the same sample in every process."""
+_SAMPLES: dict[tuple, Path] = {}  # (file, its size and mtime, sample size, seed, shuffle) -> sample file
+_SAMPLES_LOCK = threading.Lock()
+
+
+def _sampled_lines(path: Path, size: int, seed: int, shuffle: bool = True) -> Path:
+    """`path`, or a file of `size` of its lines: drawn uniformly with `seed` (kept in file order), or
+    the first `size` without `shuffle`, as SentencePiece's own options mean. Drawn once per process
+    and file (a search trains many sizes on the same sample; the threads of a search share it)."""
     if size <= 0:
-        yield path
-        return
+        return path
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, size, seed, shuffle)
+    with _SAMPLES_LOCK:
+        if key not in _SAMPLES:
+            _SAMPLES[key] = _draw_sample(path, size, seed, shuffle)
+        return _SAMPLES[key]
+
+
+def _draw_sample(path: Path, size: int, seed: int, shuffle: bool) -> Path:
     rng = random.Random(seed)
     kept: list[tuple[int, str]] = []
     count = 0
@@ -162,18 +176,17 @@ def _sampled_lines(path: Path, size: int, seed: int) -> Iterator[Path]:
             count = n + 1
             if n < size:
                 kept.append((n, line))
+            elif not shuffle:
+                break
             elif (j := rng.randrange(n + 1)) < size:
                 kept[j] = (n, line)
     if count <= size:
-        yield path
-        return
+        return path
     fd, tmp = tempfile.mkstemp(prefix="crossling-spm-sample-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(line if line.endswith("\n") else line + "\n" for _, line in sorted(kept))
-        yield Path(tmp)
-    finally:
-        os.unlink(tmp)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.writelines(line if line.endswith("\n") else line + "\n" for _, line in sorted(kept))
+    atexit.register(lambda: Path(tmp).unlink(missing_ok=True))
+    return Path(tmp)
 
 
 def _translate(message: str, vocab_size: int, source, character_coverage: float) -> Exception:
