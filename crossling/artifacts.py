@@ -92,10 +92,11 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def check_output_directory(path: str | os.PathLike[str], format_: str) -> Path:
+def check_output_directory(path: str | os.PathLike[str], format_: str, what: str | None = None) -> Path:
     """Refuse, before any work, an output directory the finished run could not or should not replace:
     a file, or a directory holding anything but an earlier artifact of format `format_` (so a mistyped
-    ``--out .`` cannot delete a project). Returns the absolute path."""
+    ``--out .`` cannot delete a project); `what` names the artifact in the message. Returns the
+    absolute path."""
     out = Path(path).absolute()
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{path} exists and is not a directory; choose another output directory")
@@ -105,9 +106,10 @@ def check_output_directory(path: str | os.PathLike[str], format_: str) -> Path:
         except (OSError, ValueError, AttributeError):
             found = None
         if found != format_:
+            what = what or format_.removeprefix("crossling.")
             raise ArtifactError(
-                f"{path} exists and is not a {format_.removeprefix('crossling.')}: refusing to replace it "
-                "(it would be deleted); choose another output directory"
+                f"{path} exists and is not a {what}: refusing to replace it (it would be deleted); "
+                "choose another output directory"
             )
     return out
 

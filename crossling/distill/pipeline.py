@@ -201,25 +201,6 @@ def _clean_work_dir(work: Path) -> None:
         pass  # the user's own files are there too
 
 
-def _check_out(out: Path) -> None:
-    """Refuse, before any training, an --out that the finished run could not or should not replace."""
-    from crossling.artifacts import METADATA_FILE
-
-    if out.exists() and not out.is_dir():
-        raise ArtifactError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        meta = out / METADATA_FILE
-        try:
-            format_ = json.loads(meta.read_text(encoding="utf-8")).get("format")
-        except (OSError, ValueError, AttributeError):
-            format_ = None
-        if format_ != FORMAT:
-            raise ArtifactError(
-                f"--out {out} exists and is not a distilled student: refusing to replace it; choose "
-                "another directory"
-            )
-
-
 def _read_lines(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
     return text.split("\n")[:-1] if text else []
@@ -282,8 +263,9 @@ def distill(
             f"{', '.join(languages)}; add corpora for more languages or set the adversarial weight to 0 "
             "(--adversarial-weight 0) to distil a single-language student with MLM + KD"
         )
-    out = Path(out)
-    _check_out(out)
+    from crossling.artifacts import check_output_directory
+
+    out = check_output_directory(out, FORMAT, "distilled student")  # before any training
     work = Path(work_dir) if work_dir else out.with_name(out.name + ".work")  # created by the guard
 
     state = PartialState(cpu=not torch.cuda.is_available())
