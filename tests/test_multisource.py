@@ -431,6 +431,13 @@ def test_cli_harmony_then_predict(packs, ner_adapters, nli_adapters, tmp_path, c
     assert main(argv) == 0
     assert (tmp_path / "words.tsv").read_text(encoding="utf-8") == tags_out.read_text(encoding="utf-8")
     assert "against the input's labels" not in capsys.readouterr().err
+    # the same in Latin-1, with --encoding
+    latin1_in = tmp_path / "words-latin1.txt"
+    latin1_in.write_bytes(words_in.read_text(encoding="utf-8").encode("latin-1"))
+    argv[argv.index(str(words_in))] = str(latin1_in)
+    assert main([*argv, "--encoding", "latin-1"]) == 0
+    argv[argv.index(str(latin1_in))] = str(words_in)
+    capsys.readouterr()
     # gold labels no adapter knows: predictions, but no misleading score
     misc_in = tmp_path / "misc.tsv"
     misc_in.write_text(

@@ -336,6 +336,14 @@ def test_cli_train_evaluate_analyze(en_pack, ner_files, tmp_path, capsys):
     )
     assert code == 0 and (tmp_path / "report.json").is_file() and (tmp_path / "report.md").is_file()
     assert "| xx |" in capsys.readouterr().out
+    # a Latin-1 file (CoNLL-2002's originals are): refused in UTF-8 with the way out, read with it
+    latin1 = tmp_path / "dev-latin1.tsv"
+    latin1.write_bytes(
+        ner_files["dev"].read_text(encoding="utf-8").replace("a", "\u00e1", 1).encode("latin-1")
+    )
+    argv = ["evaluate", "--task-adapter", str(out), "--data", f"en={latin1}", "--pack", str(en_pack.path)]
+    assert main(argv) == 1 and "--encoding latin-1" in capsys.readouterr().err
+    assert main([*argv, "--encoding", "latin-1"]) == 0
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("the cat sees a dog\nmother reads a book\n", encoding="utf-8")
     b.write_text("paka aona mbwa\nmama asoma kitabu\n", encoding="utf-8")

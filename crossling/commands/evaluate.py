@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     p.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass (default 32)")
     p.add_argument("--max-length", type=int, help="maximum tokens (default: the training setting)")
     p.add_argument("--to-iob2", action="store_true", help="convert IOB1 NER tags to IOB2 while reading")
+    p.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text encoding of the data files: utf-8 (default), latin-1 (CoNLL-2002's originals), or auto",
+    )
     p.add_argument("--limit", type=int, help="evaluate the first N examples of each file only")
     p.add_argument(
         "--map-label",
@@ -112,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
         to_iob2=args.to_iob2,
+        encoding=args.encoding,
         limit=args.limit,
         map_labels=_label_mapping(args.map_label),
     )

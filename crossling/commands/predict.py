@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     p.add_argument(
         "--format", default="auto", choices=("auto", *TAGGING_FORMATS, *PAIR_FORMATS), help="input format"
     )
+    p.add_argument(
+        "--encoding", default="utf-8", help="text encoding of the input: utf-8 (default), latin-1, or auto"
+    )
     p.add_argument("--out", type=Path, help="predictions file (default: standard output)")
     p.add_argument(
         "--output-format",
@@ -130,12 +133,12 @@ def _one_word_per_line(path: Path, sniff: int = 200) -> bool:
     return bool(words) and all(len(w.split()) == 1 for w in words) and "" in lines and len(words) > groups
 
 
-def _word_groups(path: Path) -> Iterator[dict[str, Any]]:
+def _word_groups(path: Path, encoding: str = "utf-8") -> Iterator[dict[str, Any]]:
     from crossling.data._io import iter_lines, require_records
 
     def groups() -> Iterator[dict[str, Any]]:
         words: list[str] = []
-        for _, line in iter_lines(path):
+        for _, line in iter_lines(path, encoding):
             if line.strip():
                 words.append(line.strip())
             elif words:
@@ -147,24 +150,24 @@ def _word_groups(path: Path) -> Iterator[dict[str, Any]]:
     return require_records(groups(), path, "tokens")
 
 
-def read_inputs(path: Path, task: str, fmt: str) -> Iterator[dict[str, Any]]:
+def read_inputs(path: Path, task: str, fmt: str, encoding: str = "utf-8") -> Iterator[dict[str, Any]]:
     """Records for the predictor, read lazily: {"tokens"[, "tags"]} or {"text_a", "text_b"[, "label"]}."""
     from crossling.data import read
     from crossling.data._io import iter_tsv, require_records
     from crossling.errors import DataFormatError
 
     if fmt == "text":
-        for record in read(path, "text"):
+        for record in read(path, "text", encoding=encoding):
             yield {"tokens": record["text"].split()}
     elif fmt == "tokens":
-        yield from _word_groups(path)
+        yield from _word_groups(path, encoding)
     elif fmt in TAGGING_FORMATS:
-        for record in read(path, fmt):
+        for record in read(path, fmt, encoding=encoding):
             yield {"tokens": list(record["tokens"]), "tags": list(record["tags"])}
     elif fmt == "pairs":
 
         def rows() -> Iterator[dict[str, Any]]:
-            for lineno, row in iter_tsv(path):
+            for lineno, row in iter_tsv(path, encoding=encoding):
                 if len(row) not in (2, 3):
                     raise DataFormatError(
                         path, lineno, f"expected text_a<TAB>text_b[<TAB>label], found {len(row)} columns"
@@ -174,7 +177,7 @@ def read_inputs(path: Path, task: str, fmt: str) -> Iterator[dict[str, Any]]:
         yield from require_records(rows(), path, "pairs")
     else:
         a, b = ("sentence1", "sentence2") if fmt == "pawsx" else ("premise", "hypothesis")
-        for record in read(path, fmt, labels=None):
+        for record in read(path, fmt, labels=None, encoding=encoding):
             yield {"text_a": record[a], "text_b": record[b], "label": record["label"]}
 
 
@@ -297,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"crossling predict: {predictor.describe()}", file=sys.stderr)
     tagging = is_tagging(predictor.task)
-    records = read_inputs(args.input, predictor.task, fmt)
+    records = read_inputs(args.input, predictor.task, fmt, args.encoding)
     if args.limit:
         records = itertools.islice(records, args.limit)
     gold_key = "tags" if tagging else "label"

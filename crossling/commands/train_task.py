@@ -88,6 +88,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     )
     p.add_argument("--config", help="TaskAdapterConfig preset or YAML file (options below override it)")
     p.add_argument("--to-iob2", action="store_true", help="convert IOB1 NER tags to IOB2 while reading")
+    p.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text encoding of the data files: utf-8 (default), latin-1 (CoNLL-2002's originals), or auto",
+    )
     p.add_argument("--work-dir", type=Path, help="checkpoints go to WORK_DIR/checkpoints (default: OUT.work)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -171,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         training=training,
         unlabelled=unlabelled or None,
         to_iob2=args.to_iob2,
+        encoding=args.encoding,
         work_dir=args.work_dir,
         resume=args.resume,
         progress=not args.no_progress,

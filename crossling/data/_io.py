@@ -104,8 +104,8 @@ def _decode_message(raw: bytes, exc: UnicodeDecodeError, codec: str) -> str:
     if codec != "utf-8":
         return message
     latin1 = (
-        "a Latin-1 file? convert it to UTF-8 (`iconv -f latin1 -t utf-8`), or read it with encoding="
-        "'latin-1' in Python or --encoding latin-1 with `crossling data`"
+        "a Latin-1 file? read it with --encoding latin-1 (or auto; in Python encoding='latin-1'), or "
+        "convert it to UTF-8 with `iconv -f latin1 -t utf-8`"
     )
     if exc.reason == "unexpected end of data":
         # A lead byte at the end of the line. If valid UTF-8 multi-byte characters came before it,

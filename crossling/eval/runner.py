@@ -103,13 +103,15 @@ def evaluate(
     batch_size: int = 32,
     max_length: int | None = None,
     to_iob2: bool = False,
+    encoding: str = "utf-8",
     limit: int | None = None,
     map_labels: Mapping[str, str] | None = None,
 ) -> EvaluationReport:
     """Evaluate `task_adapter` (a path or TaskAdapter) on `data` ({lang: file or records}, or one
     file with `language`). `pack` is the LanguagePack to predict with — one for all languages, or
     {lang: pack}; absent, the pack the adapter was trained on. `limit` keeps the first N examples.
-    `map_labels` renames gold labels before scoring, e.g. ``{"B-MISC": "O", "I-MISC": "O"}`` for a
+    `encoding` is the data files' codec ("auto": UTF-8, else Latin-1). `map_labels` renames gold labels
+    before scoring, e.g. ``{"B-MISC": "O", "I-MISC": "O"}`` for a
     target whose data has a type the source data lacks (the mapping is recorded in the report).
     """
     from crossling.artifacts import TaskAdapter
@@ -132,7 +134,7 @@ def evaluate(
     started = time.perf_counter()
     for lang, spec in datasets.items():
         if isinstance(spec, (str, os.PathLike)):
-            records, source = read_task_data(task, spec, to_iob2=to_iob2), str(spec)
+            records, source = read_task_data(task, spec, to_iob2=to_iob2, encoding=encoding), str(spec)
         else:
             records, source = list(spec), f"records for {lang}"
             if task == "ner":

@@ -345,9 +345,11 @@ def _trainer_class() -> type:
     return TaskTrainer
 
 
-def _load_records(task: str, data: Any, to_iob2: bool, what: str) -> tuple[Records, str]:
+def _load_records(
+    task: str, data: Any, to_iob2: bool, what: str, encoding: str = "utf-8"
+) -> tuple[Records, str]:
     if isinstance(data, (str, os.PathLike)):
-        return read_task_data(task, data, to_iob2=to_iob2), str(data)
+        return read_task_data(task, data, to_iob2=to_iob2, encoding=encoding), str(data)
     records = list(data)
     if task == "ner":
         from crossling.tasks.labels import check_iob2
@@ -387,6 +389,7 @@ def train_task(
     training: TrainingConfig | Mapping[str, Any] | str | None = None,
     unlabelled: Mapping[str, str | os.PathLike[str] | Sequence[str]] | None = None,
     to_iob2: bool = False,
+    encoding: str = "utf-8",
     work_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -395,7 +398,8 @@ def train_task(
 ) -> Any:
     """Train a task adapter (or fine-tune) for `task` on `train` and write a TaskAdapter to `out`.
 
-    `train`/`dev` are files (any format `crossling.data` reads for the task) or records.
+    `train`/`dev` are files (any format `crossling.data` reads for the task, in `encoding`: a codec,
+    or "auto" for UTF-8 else Latin-1) or records.
     `pack` is the source language's LanguagePack (path or object; optional for ``finetune``, then
     `base` names the model). `unlabelled` maps other languages to unlabelled text (files, one
     sentence a line, or lists) for adversarial training. Checkpoints go to `work_dir` (default
@@ -439,12 +443,12 @@ def train_task(
     if resume and last is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", checkpoints)
 
-    train_records, train_name = _load_records(task, train, to_iob2, "the training records")
+    train_records, train_name = _load_records(task, train, to_iob2, "the training records", encoding)
     if not train_records:
         raise CrosslingError(f"{train_name}: no training examples")
     dev_records, dev_name = (None, None)
     if dev is not None:
-        dev_records, dev_name = _load_records(task, dev, to_iob2, "the development records")
+        dev_records, dev_name = _load_records(task, dev, to_iob2, "the development records", encoding)
     labels = build_label_map(task, train_records, dev_records, train_name=train_name, dev_name=dev_name or "")
     label2id = {label: i for i, label in enumerate(labels)}
 
