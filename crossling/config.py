@@ -277,6 +277,9 @@ class TaskAdapterConfig(Config):
         return "binary" if self.adversarial == "keung" else "languages"
 
 
+HARMONY_STRATEGIES = ("harmony", "best")  # the strategies that compute harmony weights
+
+
 @dataclasses.dataclass(frozen=True)
 class HarmonyConfig(Config):
     """Harmony weights of UniBridge section 2.4: softmax over inverse mean L2 distances."""

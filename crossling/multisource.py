@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from crossling.config import HARMONY_STRATEGIES
 from crossling.errors import ArtifactError, ConfigError, CrosslingError, DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -346,26 +347,6 @@ class HarmonyWeights:
             created=data.get("created", ""),
             path=path.absolute(),
         )
-
-
-def write_text_atomic(path: PathLike, text: str) -> Path:
-    """Write `text` to `path` through a temporary sibling file and `os.replace`."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        from crossling.artifacts import published_permissions
-
-        published_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------- parallel sentences
@@ -829,7 +810,7 @@ def _check_weights_for_strategy(strategy: str, weights: Any, given: Any, paralle
             "drop them, or choose strategy 'harmony' (with {source: weight} weights, those fix the "
             "sources without parallel sentences)"
         )
-    if strategy in ("harmony", "best") and given is not None and parallel is None:
+    if strategy in HARMONY_STRATEGIES and given is not None and parallel is None:
         raise ConfigError(
             f"strategy {strategy!r} computes harmony weights from parallel sentences; {{source: weight}} "
             "weights only fill in sources without them (or use them alone with strategy 'given')"
@@ -992,7 +973,7 @@ class MultiSourcePredictor:
         packed = build_pack_model(pack, base)
         if device is not None:  # compute_harmony encodes with this model and sends batches to `device`
             packed.model.to(device)
-        if harmony is None and parallel is not None and strategy in ("harmony", "best"):
+        if harmony is None and parallel is not None and strategy in HARMONY_STRATEGIES:
             packs = list(source_packs) if source_packs is not None else _training_packs(adapters)
             harmony = compute_harmony(
                 pack,

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from crossling.config import without_new_defaults
+from crossling.config import HARMONY_STRATEGIES, without_new_defaults
 from crossling.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -580,7 +580,7 @@ def _check_data(recipe: Recipe) -> None:
                 recipe.data_path("similar_train", source)
             if row.macular.get("code_switch", True):
                 _dictionaries(recipe, row)
-    if any(r.method == "adapters" and r.combine.strategy in ("harmony", "best") for r in recipe.rows):
+    if any(r.method == "adapters" and r.combine.strategy in HARMONY_STRATEGIES for r in recipe.rows):
         recipe.data_path("parallel")
     if any(r.task_adapter.adversarial != "none" for r in recipe.rows):
         for target in recipe.targets:
@@ -664,7 +664,7 @@ def _combine_params(row: Row, n_adapters: int) -> dict[str, Any] | None:
     model, the strategy alone where no harmony weights are computed."""
     if row.method != "adapters" or n_adapters < 2:
         return None
-    if row.combine.strategy in ("harmony", "best"):
+    if row.combine.strategy in HARMONY_STRATEGIES:
         return row.combine.to_dict()
     return {"strategy": row.combine.strategy}
 
@@ -1011,11 +1011,12 @@ class RecipeRunner:
 
     def _eval_stage(self, row, target, base, adapters, packs, target_pack) -> Stage:
         r = self.recipe
+        combine = _combine_params(row, len(adapters))
         params = {
             "task": r.task,
             "target": target,
             "method": row.method,
-            "combine": _combine_params(row, len(adapters)),
+            "combine": combine,
             "limit": r.data.get("test_limit"),
             "skip": r.data.get("test_skip") or 0,
             "to_iob2": _to_iob2(r, [target]),
@@ -1026,7 +1027,7 @@ class RecipeRunner:
         if target_pack is not None:
             deps["target_pack"] = target_pack
         inputs = {"test": r.data_path("test", target)}
-        if row.method == "adapters" and len(adapters) > 1 and row.combine.strategy in ("harmony", "best"):
+        if combine is not None and combine["strategy"] in HARMONY_STRATEGIES:
             inputs["parallel"] = r.data_path("parallel")
         return self._stage("eval", f"{row.name} on {target}", params, _run_eval, deps, inputs)
 
@@ -1269,8 +1270,7 @@ class RecipeRunner:
         return {"targets": targets, "files": files, "rows": rows}
 
     def write_table(self) -> dict[str, Any]:
-        from crossling.artifacts import write_json_atomic
-        from crossling.multisource import write_text_atomic
+        from crossling.artifacts import write_json_atomic, write_text_atomic
 
         table = self.table()
         write_json_atomic(self.work / "table.json", table)
@@ -1331,9 +1331,9 @@ def _clear(path: Path) -> None:
 
 def _run_pack(stage: Stage, ctx: _StageContext) -> dict[str, Any]:
     from crossling.adapt import AdaptOptions, adapt
+    from crossling.artifacts import write_text_atomic
     from crossling.config import LanguageAdapterConfig, TrainingConfig, VocabSearchConfig
     from crossling.data import read_sentences
-    from crossling.multisource import write_text_atomic
 
     p, spec = stage.params, stage.params["pack"]
     files = [stage.inputs[k] for k in sorted(stage.inputs, key=lambda k: int(k.removeprefix("corpus")))]

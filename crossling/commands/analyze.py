@@ -76,7 +76,7 @@ def run_alignment(args: argparse.Namespace) -> int:
             stem.with_name(stem.name + ".json"),
             {"a": str(path_a), "b": str(path_b), "pack": args.pack, "pack_b": args.pack_b, "rows": rows},
         )
-        from crossling.multisource import write_text_atomic
+        from crossling.artifacts import write_text_atomic
 
         write_text_atomic(stem.with_name(stem.name + ".md"), table)
         print(f"wrote {stem}.json and {stem}.md")

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path}")
     plot = args.plot or (path.with_suffix(".svg") if len(weights.targets) > 1 else None)
     if plot:
-        from crossling.multisource import write_text_atomic
+        from crossling.artifacts import write_text_atomic
 
         write_text_atomic(plot, weights.heatmap_svg())
         print(f"wrote {plot}")

@@ -270,15 +270,11 @@ def run(args: argparse.Namespace) -> int:
 
     from crossling.artifacts import TaskAdapter
     from crossling.commands.harmony import parse_parallel, resolve_device
-    from crossling.errors import ConfigError
     from crossling.eval.metrics import PRIMARY_METRIC, task_metrics
     from crossling.multisource import MultiSourcePredictor
     from crossling.tasks.labels import is_tagging
 
-    for option in ("batch_size", "chunk_size", "limit"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    # (--batch-size, --chunk-size and --limit below 1 are refused by crossling.cli for every command)
     # metadata only: a bad input file fails before any model is loaded
     adapters = [TaskAdapter.from_pretrained(path) for path in args.task_adapters]
     fmt = choose_format(args.input, adapters[0].task, args.format)

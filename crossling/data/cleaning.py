@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from crossling.artifacts import published_permissions
 from crossling.data._io import PathLike, iter_lines
 
 # Zero-width (non-)joiners are format characters, but they change spelling in Persian, Indic scripts
@@ -216,10 +217,7 @@ def clean_file(
             )
             for line in cleaned:
                 out.write(line + "\n")
-        # mkstemp creates the file 0600; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        published_permissions(tmp)  # mkstemp made it 0600
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -61,8 +61,7 @@ class EvaluationReport:
 
     def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write `PATH.json` and `PATH.md` (a .json/.md suffix on `path` is replaced)."""
-        from crossling.artifacts import write_json_atomic
-        from crossling.multisource import write_text_atomic
+        from crossling.artifacts import write_json_atomic, write_text_atomic
 
         path = Path(path)
         stem = path.with_suffix("") if path.suffix in (".json", ".md") else path

@@ -104,14 +104,6 @@ def check_out_dir(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -
     return out
 
 
-def open_permissions(directory: str | os.PathLike[str]) -> None:
-    """Give a folder made by `tempfile.mkdtemp` (mode 0700) the permissions of the user's umask,
-    as a folder made by `mkdir` would have: it is about to become a published result."""
-    from crossling.artifacts import published_permissions
-
-    published_permissions(directory)
-
-
 def save_tokenizer(
     model: bytes | str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -126,8 +118,7 @@ def save_tokenizer(
     from crossling.artifacts import atomic_directory
 
     out = check_out_dir(out_dir, overwrite=overwrite)
-    with atomic_directory(out) as tmp:
-        open_permissions(tmp)
+    with atomic_directory(out) as tmp:  # which gives the folder the umask's permissions
         write_tokenizer_files(model, tmp, model_max_length=model_max_length)
     return out
 
@@ -154,7 +145,6 @@ def save_vocabulary(
     report["tokenizer_size"] = result.chosen_size + 2
     report["versions"] = library_versions()
     with atomic_directory(out) as tmp:
-        open_permissions(tmp)
         write_tokenizer_files(result.model_proto, tmp)
         (tmp / "vocab_search.json").write_text(
             json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
